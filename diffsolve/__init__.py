@@ -1,0 +1,31 @@
+"""diffsolve: diffusion-model samplers whose coefficients SymPy derives and Numba compiles.
+
+Public surface (DESIGN.md §4): get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample,
+order_study.
+"""
+
+from . import targets
+from .accuracy import OrderStudy, order_study
+from .errors import DiffsolveError, ModelOutputError
+from .grids import time_grid
+from .sampling import sample
+from .schedules import Schedule, get_schedule, list_schedules
+from .solvers import Solver, get_solver, list_solvers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DiffsolveError",
+    "ModelOutputError",
+    "OrderStudy",
+    "Schedule",
+    "Solver",
+    "get_schedule",
+    "get_solver",
+    "list_schedules",
+    "list_solvers",
+    "order_study",
+    "sample",
+    "targets",
+    "time_grid",
+]

@@ -1,0 +1,53 @@
+"""The NumPy backend: a readable interpreter of a :class:`~diffsolve.tableau.StepTable` (the test oracle).
+
+For each step n it forms the stage inputs u_i = A[i] x + sum_j B[i,j] F_j + sum_m E[i,m] H_m + sum_q C[i,q] xi_q,
+calls the model F_i = model(u_i, tau_i), forms the output the same way with row S, and shifts the history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..noise import standard_normal
+
+__all__ = ["run"]
+
+
+def _combine(a, x, b, F, e, H, c, xi):
+    out = a * x
+    for coef, val in zip(b, F):
+        if coef != 0.0:
+            out = out + coef * val
+    for coef, val in zip(e, H):
+        if coef != 0.0:
+            out = out + coef * val
+    for coef, val in zip(c, xi):
+        if coef != 0.0:
+            out = out + coef * val
+    return out
+
+
+def step_noise(seed, sample_index, step, draw, shape):
+    """Standard normals for one (step, draw), shaped like the state (batch first)."""
+    flat = standard_normal(seed, sample_index, step, draw, int(np.prod(shape[1:], dtype=np.int64)))
+    return flat.reshape(shape)
+
+
+def run(table, model, x, *, seed, sample_index, history=(), step_offset=0, progress=None):
+    """Advance ``x`` through every step of ``table``; ``history`` gives initial H_1..H_M (newest first)."""
+    S, M, Q = table.stages, table.history, table.noises
+    H = list(history) + [np.zeros_like(x)] * (M - len(history))
+    for n in range(table.steps):
+        step = step_offset + n + 1  # noise counter: step 0 is reserved for the initial state
+        xi = [step_noise(seed, sample_index, step, q, x.shape) if np.any(table.C[n, :, q] != 0) else None
+              for q in range(Q)]
+        F = []
+        for i in range(S):
+            u = _combine(table.A[n, i], x, table.B[n, i, :i], F, table.E[n, i], H, table.C[n, i], xi)
+            F.append(model(u, table.tau[n, i], step - 1))
+        x = _combine(table.A[n, S], x, table.B[n, S], F, table.E[n, S], H, table.C[n, S], xi)
+        if M:
+            H = [F[table.keep]] + H[:-1]
+        if progress is not None:
+            progress.update(1)
+    return x

@@ -1,0 +1,86 @@
+"""Exact conversions between model parameterisations (specs/exponential_integrators.md §1.3).
+
+Every prediction type P is affine in (x, D) at a fixed time, P = c_x(t) x + c_D(t) D, with D = E[x_0 | x_t = x]:
+
+| type    | c_x      | c_D                     | meaning                                  |
+|---------|----------|-------------------------|------------------------------------------|
+| `data`  | 0        | 1                       | E[x_0 | x]                               |
+| `eps`   | 1/σ      | −α/σ                    | E[ε | x]                                 |
+| `v`     | α/σ      | −(α² + σ²)/σ            | E[α ε − σ x_0 | x]  (Salimans & Ho 2022) |
+| `score` | −1/σ²    | α/σ²                    | ∇ log p_t(x)                             |
+| `flow`  | σ′/σ     | α′ − σ′ α/σ             | E[α′ x_0 + σ′ ε | x]  (PF-ODE velocity)  |
+
+so one table converts any type into any other exactly; a conversion through a singular point (c_D = 0, e.g.
+``eps`` at α = 0, or anything at σ = 0) raises instead of producing inf/NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DiffsolveError
+
+__all__ = ["PREDICTIONS", "coefficients", "convert", "check_prediction"]
+
+
+def _data(a, s, da, ds):
+    return np.zeros_like(a), np.ones_like(a)
+
+
+def _eps(a, s, da, ds):
+    return 1.0 / s, -a / s
+
+
+def _v(a, s, da, ds):
+    return a / s, -(a * a + s * s) / s
+
+
+def _score(a, s, da, ds):
+    return -1.0 / (s * s), a / (s * s)
+
+
+def _flow(a, s, da, ds):
+    return ds / s, da - ds * a / s
+
+
+_TABLE = {"data": _data, "eps": _eps, "v": _v, "score": _score, "flow": _flow}
+PREDICTIONS = tuple(_TABLE)
+
+
+def check_prediction(kind) -> str:
+    if kind not in _TABLE:
+        raise DiffsolveError(
+            f"unknown prediction type {kind!r}; expected one of {', '.join(PREDICTIONS)} "
+            "(what the model returns: x0 estimate, noise, v, score, or flow velocity)"
+        )
+    return kind
+
+
+def coefficients(kind: str, schedule, t):
+    """(c_x, c_D) of prediction ``kind`` at time(s) ``t``: P = c_x x + c_D D."""
+    check_prediction(kind)
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    da, ds = schedule.dalpha_dt(t), schedule.dsigma_dt(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _TABLE[kind](a, s, da, ds)
+
+
+def convert(value, x, t, schedule, frm: str, to: str):
+    """Convert a model output ``value`` of type ``frm`` at (x, t) into type ``to`` (exact, linear in x)."""
+    check_prediction(frm)
+    check_prediction(to)
+    if frm == to:
+        return value
+    fx, fd = coefficients(frm, schedule, t)
+    tx, td = coefficients(to, schedule, t)
+    for name, c in ((frm, fd), (frm, fx), (to, tx), (to, td)):
+        if not np.all(np.isfinite(c)) or (c is fd and np.any(c == 0)):
+            tt = np.asarray(t).ravel()
+            raise DiffsolveError(
+                f"cannot convert a {frm!r} prediction to {to!r} at t = {tt[0]!r} (alpha = "
+                f"{float(np.ravel(schedule.alpha(t))[0]):.3g}, sigma = {float(np.ravel(schedule.sigma(t))[0]):.3g}): "
+                f"the {name!r} parameterisation is singular there; use a 'data', 'v' or 'flow' model at alpha = 0, "
+                "or stop the grid before sigma = 0"
+            )
+    data = (value - fx * x) / fd
+    return data if to == "data" else tx * x + td * data

@@ -1,0 +1,548 @@
+"""Noise schedules: x_t = alpha(t) x_0 + sigma(t) eps (specs/exponential_integrators.md §1, §5).
+
+A schedule is given by log alpha(t) and log sigma(t) as SymPy expressions; the half log-SNR lam = log(alpha/sigma),
+its derivative, the drift f, the diffusion g^2 and the inverse t(lam) are derived symbolically
+(:mod:`diffsolve.symbolic.schedule`) and printed to vectorised NumPy functions.  Catalog kinds are one class
+each; :meth:`Schedule.from_expr` parses user expressions with a whitelist; :class:`DiscreteSchedule` holds
+DDPM betas with log alpha piecewise linear in t.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .errors import DiffsolveError
+
+__all__ = [
+    "Schedule",
+    "ExprSchedule",
+    "VPLinear",
+    "VPCosine",
+    "VE",
+    "EDM",
+    "Flow",
+    "OU",
+    "DiscreteSchedule",
+    "get_schedule",
+    "list_schedules",
+]
+
+
+def _as_times(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DiffsolveError(
+            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} {values!r}"
+        ) from None
+    if np.isnan(arr).any():
+        raise DiffsolveError(f"{name} contains NaN; pass finite values")
+    return arr
+
+
+class Schedule:
+    """Numeric interface shared by every schedule kind.
+
+    Attributes: ``name``, ``params``, ``domain = (lo, hi)`` (times where the schedule is defined; lam is
+    +inf where sigma = 0 and -inf where alpha = 0) and the default sampling range ``t_max`` (noisiest) to
+    ``t_min`` (cleanest) used by :func:`diffsolve.time_grid`.
+    """
+
+    name: str = "schedule"
+    params: dict
+    domain: tuple[float, float]
+    t_max: float
+    t_min: float
+
+    # -- numeric interface (vectorised, float64) -------------------------------------------------------
+    def log_alpha(self, t):
+        raise NotImplementedError
+
+    def log_sigma(self, t):
+        raise NotImplementedError
+
+    def dlam_dt(self, t):
+        raise NotImplementedError
+
+    def f(self, t):
+        """Drift f(t) = d log alpha / dt."""
+        raise NotImplementedError
+
+    def dlog_sigma_dt(self, t):
+        raise NotImplementedError
+
+    def t_of_lam(self, lam):
+        raise NotImplementedError
+
+    def alpha(self, t):
+        return np.exp(self.log_alpha(t))
+
+    def sigma(self, t):
+        return np.exp(self.log_sigma(t))
+
+    def lam(self, t):
+        """Half log-SNR lam(t) = log(alpha/sigma), strictly decreasing in t."""
+        t = self._check_t(t)
+        with np.errstate(invalid="ignore"):
+            return self.log_alpha(t) - self.log_sigma(t)
+
+    def g2(self, t):
+        """Diffusion g^2(t) = d sigma^2/dt - 2 f sigma^2 = -2 sigma^2 dlam/dt."""
+        t = self._check_t(t)
+        return -2.0 * np.exp(2.0 * self.log_sigma(t)) * self.dlam_dt(t)
+
+    def dalpha_dt(self, t):
+        return self.alpha(t) * self.f(t)
+
+    def dsigma_dt(self, t):
+        return self.sigma(t) * self.dlog_sigma_dt(t)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    @property
+    def lam_range(self) -> tuple[float, float]:
+        """(lam at the domain's noisy end, lam at its clean end)."""
+        lo, hi = self.domain
+        with np.errstate(all="ignore"):
+            return float(self.lam(hi)), float(self.lam(lo))
+
+    def _check_t(self, t, name: str = "t") -> np.ndarray:
+        arr = _as_times(t, name)
+        lo, hi = self.domain
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            bad = arr[(arr < lo) | (arr > hi)].ravel()[0]
+            raise DiffsolveError(
+                f"{name} = {bad!r} is outside the domain [{lo}, {hi}] of schedule {self.name!r}; "
+                "pass times inside it (or build the schedule with a wider range)"
+            )
+        return arr
+
+    def _check_lam(self, lam) -> np.ndarray:
+        arr = _as_times(lam, "lam")
+        lam_lo, lam_hi = self.lam_range
+        if arr.size and (arr.min() < lam_lo or arr.max() > lam_hi):
+            bad = arr[(arr < lam_lo) | (arr > lam_hi)].ravel()[0]
+            raise DiffsolveError(
+                f"lam = {bad!r} is outside the range [{lam_lo:.6g}, {lam_hi:.6g}] that schedule {self.name!r} "
+                f"covers on its domain {self.domain}"
+            )
+        return arr
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({params})"
+
+
+class ExprSchedule(Schedule):
+    """A schedule given by SymPy expressions log alpha(t), log sigma(t); everything else is derived."""
+
+    def __init__(self, name, log_alpha, log_sigma, *, domain, t_max, t_min, params=None, t_of_lam=None,
+                 variance_preserving=False):
+        from .symbolic import schedule as calc
+
+        self.variance_preserving = bool(variance_preserving)
+        self._sigma_via_alpha = self.variance_preserving  # catalog VP kinds write log alpha stably
+        self.name = name
+        self.params = dict(params or {})
+        self.domain = (float(domain[0]), float(domain[1]))
+        self.t_max, self.t_min = float(t_max), float(t_min)
+        self.calculus = calc.derive(log_alpha, log_sigma, t_of_lam)
+        c = self.calculus
+        self._log_alpha = calc.numpy_function(c.log_alpha, calc.T)
+        self._log_sigma = calc.numpy_function(c.log_sigma, calc.T)
+        self._dlam = calc.numpy_function(c.dlam_dt, calc.T)
+        self._f = calc.numpy_function(c.f, calc.T)
+        self._dls = calc.numpy_function(c.dlog_sigma_dt, calc.T)
+        self._inverse = calc.numpy_function(c.t_of_lam, calc.LAM) if c.t_of_lam is not None else None
+        if self._inverse is None:
+            self._newton = _NewtonInverse(self)
+
+    @staticmethod
+    def _eval(fn: Callable, t):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            return np.asarray(fn(t), dtype=np.float64)
+
+    def log_alpha(self, t):
+        return self._eval(self._log_alpha, self._check_t(t))
+
+    # VP schedules evaluate sigma from log alpha as sqrt(-expm1(2 log alpha)) (spec §1.4): SymPy would
+    # simplify exp(2 log(cos ...)) to cos^2 and reintroduce the 1 - alpha^2 cancellation.
+    def log_sigma(self, t):
+        t = self._check_t(t)
+        if self._sigma_via_alpha:
+            with np.errstate(divide="ignore"):
+                return 0.5 * np.log(-np.expm1(2.0 * self._eval(self._log_alpha, t)))
+        return self._eval(self._log_sigma, t)
+
+    def dlam_dt(self, t):
+        t = self._check_t(t)
+        if self._sigma_via_alpha:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return self._eval(self._f, t) / -np.expm1(2.0 * self._eval(self._log_alpha, t))
+        return self._eval(self._dlam, t)
+
+    def f(self, t):
+        return self._eval(self._f, self._check_t(t))
+
+    def dlog_sigma_dt(self, t):
+        t = self._check_t(t)
+        if self._sigma_via_alpha:
+            la = self._eval(self._log_alpha, t)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return -np.exp(2.0 * la) * self._eval(self._f, t) / -np.expm1(2.0 * la)
+        return self._eval(self._dls, t)
+
+    def t_of_lam(self, lam):
+        """Inverse of lam(t): closed form where SymPy derived one, else a safeguarded Newton solve."""
+        lam = self._check_lam(lam)
+        if self._inverse is None:
+            return self._newton(lam)
+        t = np.clip(self._eval(self._inverse, lam), *self.domain)
+        # two Newton steps on lam(t) - lam remove the conditioning loss of a closed form (e.g. acos near 1)
+        for _ in range(2):
+            resid = self.lam(t) - lam
+            step = resid / self.dlam_dt(t)
+            polish = np.isfinite(step) & (np.abs(step) < 1e-3 * np.abs(t))
+            t = np.where(polish, t - np.where(polish, step, 0.0), t)
+        return t
+
+    @property
+    def has_closed_form_inverse(self) -> bool:
+        return self._inverse is not None
+
+    # -- user expressions --------------------------------------------------------------------------------
+    @classmethod
+    def from_expr(cls, alpha: str, sigma: str, *, t_min: float = 1e-3, t_max: float = 1.0,
+                  domain: tuple[float, float] | None = None, constants: dict | None = None,
+                  name: str | None = None) -> "ExprSchedule":
+        """A schedule from user expressions in ``t``, e.g. ``alpha="exp(-5*t**2 - t/20)"``.
+
+        Strings are parsed with a whitelist (never evaluated as code).  ``domain`` defaults to
+        ``(0, t_max)``; alpha and sigma must be positive and lam strictly decreasing inside it.
+        """
+        from .symbolic import schedule as calc
+        from .symbolic.safe_parse import parse_expression
+
+        a_expr = parse_expression(alpha, "t", constants)
+        s_expr = parse_expression(sigma, "t", constants)
+        t_min, t_max = _check_range(t_min, t_max)
+        domain = (0.0, t_max) if domain is None else _check_domain(domain, t_min, t_max)
+        log_a, log_s = calc.log_of(a_expr), calc.log_of(s_expr)
+        probe = _interior_points(domain)
+        a_num = calc.numpy_function(a_expr, calc.T)
+        s_num = calc.numpy_function(s_expr, calc.T)
+        with np.errstate(all="ignore"):
+            a_vals, s_vals = np.asarray(a_num(probe), float), np.asarray(s_num(probe), float)
+        for label, text, vals in (("alpha", alpha, a_vals), ("sigma", sigma, s_vals)):
+            bad = ~np.isfinite(vals) | (vals <= 0)
+            if bad.any():
+                raise DiffsolveError(
+                    f"{label}(t) = {text!r} is {vals[bad][0]!r} at t = {probe[bad][0]:.6g}, inside the domain "
+                    f"{domain}; {label} must be finite and positive there (adjust the expression or the domain)"
+                )
+        vp = bool(np.allclose(a_vals**2 + s_vals**2, 1.0, rtol=0, atol=1e-13))
+        sched = cls(name or f"expr(alpha={alpha}, sigma={sigma})", log_a, log_s, domain=domain, t_max=t_max,
+                    t_min=t_min, params={"alpha": alpha, "sigma": sigma})
+        sched.variance_preserving = vp  # the user's own sigma expression stays the numeric one
+        with np.errstate(all="ignore"):
+            slope = sched.dlam_dt(probe)
+        if not np.all(slope < 0):
+            bad = probe[~(slope < 0)][0]
+            raise DiffsolveError(
+                f"lam(t) = log(alpha/sigma) must be strictly decreasing (noise grows with t), but dlam/dt = "
+                f"{slope[~(slope < 0)][0]:.4g} at t = {bad:.6g} for alpha={alpha!r}, "
+                f"sigma={sigma!r}; check that sigma/alpha increases with t"
+            )
+        for candidate in calc.quadratic_inverse(log_a, log_s, vp):
+            inverse = calc.numpy_function(candidate, calc.LAM)
+            with np.errstate(all="ignore"):
+                back = np.asarray(inverse(sched.lam(probe)))
+            if np.allclose(back, probe, rtol=1e-10, atol=0):
+                sched.calculus = calc.derive(log_a, log_s, candidate)
+                sched._inverse = inverse
+                break
+        return sched
+
+
+class VPLinear(ExprSchedule):
+    """Variance-preserving, linear beta(t) = beta_min + t (beta_max - beta_min) (Song et al. 2021)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0):
+        import sympy as sp
+        from sympy.codegen.numpy_nodes import logaddexp
+
+        from .symbolic.schedule import LAM, T
+
+        beta_min, beta_max = _positive(beta_min, "beta_min"), _positive(beta_max, "beta_max")
+        if beta_max <= beta_min:
+            raise DiffsolveError(f"vp-linear needs beta_max > beta_min, got beta_min={beta_min}, beta_max={beta_max}")
+        b0, b1 = sp.Rational(repr(beta_min)), sp.Rational(repr(beta_max))
+        ell = -(b1 - b0) * T**2 / 4 - b0 * T / 2
+        L = logaddexp(0, -2 * LAM) / 2
+        inverse = 2 * L / (b0 / 2 + sp.sqrt(b0**2 / 4 + (b1 - b0) * L))
+        super().__init__("vp-linear", ell, _vp_log_sigma(ell), variance_preserving=True, domain=(0.0, t_max),
+                         t_max=t_max, t_min=t_min, t_of_lam=inverse,
+                         params={"beta_min": beta_min, "beta_max": beta_max})
+
+
+class VPCosine(ExprSchedule):
+    """Variance-preserving cosine schedule (Nichol & Dhariwal 2021); t_max < 1 keeps lam finite (spec §5.2)."""
+
+    def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
+        import sympy as sp
+        from sympy.codegen.numpy_nodes import logaddexp
+
+        from .symbolic.schedule import LAM, T
+
+        s = _positive(s, "s")
+        if not 0 < t_max <= 1:
+            raise DiffsolveError(f"vp-cosine needs 0 < t_max <= 1, got t_max={t_max}")
+        sr = sp.Rational(repr(s))
+        theta0, delta = sp.pi / 2 * sr / (1 + sr), sp.pi / 2 * T / (1 + sr)
+        c0 = sp.cos(theta0)
+        # log(cos(theta0 + delta) / cos(theta0)) written without cancellation for small t
+        log_a = sp.log(1 - 2 * sp.sin(delta / 2) ** 2 - sp.tan(theta0) * sp.sin(delta))
+        L = logaddexp(0, -2 * LAM) / 2
+        inverse = 2 * (1 + sr) / sp.pi * sp.acos(c0 * sp.exp(-L)) - sr
+        super().__init__("vp-cosine", log_a, _vp_log_sigma(log_a), variance_preserving=True, domain=(0.0, t_max),
+                         t_max=t_max, t_min=t_min, t_of_lam=inverse, params={"s": s, "t_max": t_max})
+
+
+class VE(ExprSchedule):
+    """Variance-exploding: alpha = 1, sigma = sigma_min (sigma_max/sigma_min)^t on [0, 1] (Song et al. 2021)."""
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 0.0, t_max: float = 1.0):
+        import sympy as sp
+
+        from .symbolic.schedule import LAM, T
+
+        lo, hi = _positive(sigma_min, "sigma_min"), _positive(sigma_max, "sigma_max")
+        if hi <= lo:
+            raise DiffsolveError(f"ve needs sigma_max > sigma_min, got sigma_min={lo}, sigma_max={hi}")
+        a, b = sp.log(sp.Rational(repr(lo))), sp.log(sp.Rational(repr(hi)))
+        super().__init__("ve", sp.Integer(0), a + T * (b - a), domain=(0.0, 1.0), t_max=t_max, t_min=t_min,
+                         t_of_lam=(-LAM - a) / (b - a), params={"sigma_min": lo, "sigma_max": hi})
+
+
+class EDM(ExprSchedule):
+    """EDM (Karras et al. 2022): alpha = 1, sigma = t; default range sigma 80 -> 0.002."""
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        import sympy as sp
+
+        from .symbolic.schedule import LAM, T
+
+        lo, hi = _positive(sigma_min, "sigma_min"), _positive(sigma_max, "sigma_max")
+        if hi <= lo:
+            raise DiffsolveError(f"edm needs sigma_max > sigma_min, got sigma_min={lo}, sigma_max={hi}")
+        super().__init__("edm", sp.Integer(0), sp.log(T), domain=(0.0, max(hi, 1e4)), t_max=hi, t_min=lo,
+                         t_of_lam=sp.exp(-LAM), params={"sigma_min": lo, "sigma_max": hi})
+
+
+class Flow(ExprSchedule):
+    """Rectified flow / flow matching: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al. 2023)."""
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 0.999):
+        import sympy as sp
+        from sympy.codegen.numpy_nodes import logaddexp
+
+        from .symbolic.schedule import LAM, T
+
+        super().__init__("flow", sp.log(1 - T), sp.log(T), domain=(0.0, 1.0), t_max=t_max, t_min=t_min,
+                         t_of_lam=sp.exp(-logaddexp(0, LAM)))
+
+
+class OU(ExprSchedule):
+    """Ornstein-Uhlenbeck: alpha = exp(-t), sigma = sqrt(1 - exp(-2t))."""
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 5.0):
+        import sympy as sp
+        from sympy.codegen.numpy_nodes import logaddexp
+
+        from .symbolic.schedule import LAM, T
+
+        t_max = _positive(t_max, "t_max")
+        super().__init__("ou", -T, _vp_log_sigma(-T), variance_preserving=True, domain=(0.0, max(t_max, 50.0)), t_max=t_max,
+                         t_min=t_min, t_of_lam=logaddexp(0, -2 * LAM) / 2)
+
+
+class DiscreteSchedule(Schedule):
+    """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t, extended linearly (spec §5.4)."""
+
+    def __init__(self, betas, name: str = "discrete"):
+        betas = _as_times(betas, "betas").ravel()
+        if betas.size < 2:
+            raise DiffsolveError(f"a discrete schedule needs at least 2 betas, got {betas.size}")
+        if np.any(~np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
+            bad = betas[~np.isfinite(betas) | (betas <= 0) | (betas >= 1)][0]
+            raise DiffsolveError(f"every beta must lie in (0, 1), got {bad!r}; DDPM betas are e.g. linspace(1e-4, 0.02, 1000)")
+        n = betas.size
+        self.name = name
+        self.params = {"N": n}
+        self.betas = betas
+        self.t_nodes = np.arange(1, n + 1) / n
+        self.log_alpha_nodes = 0.5 * np.cumsum(np.log1p(-betas))
+        if np.any(np.diff(self.log_alpha_nodes) >= 0):
+            raise DiffsolveError("discrete schedule: log alpha must decrease strictly (all betas > 0)")
+        self.domain = (1.0 / n, 1.0)
+        self.t_max, self.t_min = 1.0, 1.0 / n
+        self._slopes = np.diff(self.log_alpha_nodes) / np.diff(self.t_nodes)
+
+    @classmethod
+    def linear(cls, n: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        return cls(np.linspace(beta_start, beta_end, n), name="discrete")
+
+    def _segment(self, t):
+        return np.clip(np.searchsorted(self.t_nodes, t, side="right") - 1, 0, self.t_nodes.size - 2)
+
+    def log_alpha(self, t):
+        t = self._check_t(t)
+        k = self._segment(t)
+        return self.log_alpha_nodes[k] + self._slopes[k] * (t - self.t_nodes[k])
+
+    def log_sigma(self, t):
+        with np.errstate(divide="ignore"):
+            return 0.5 * np.log(-np.expm1(2.0 * self.log_alpha(t)))
+
+    def f(self, t):
+        return self._slopes[self._segment(self._check_t(t))]
+
+    def dlog_sigma_dt(self, t):
+        la = self.log_alpha(t)
+        return -np.exp(2 * la) / -np.expm1(2 * la) * self.f(t)
+
+    def dlam_dt(self, t):
+        return self.f(t) - self.dlog_sigma_dt(t)
+
+    def t_of_lam(self, lam):
+        lam = self._check_lam(lam)
+        log_a = -0.5 * np.logaddexp(0.0, -2.0 * lam)
+        k = np.clip(np.searchsorted(-self.log_alpha_nodes, -log_a, side="right") - 1, 0, self.t_nodes.size - 2)
+        t = self.t_nodes[k] + (log_a - self.log_alpha_nodes[k]) / self._slopes[k]
+        return np.clip(t, *self.domain)
+
+
+class _NewtonInverse:
+    """t(lam) by Newton's method on lam(t) - lam with the derived dlam/dt, safeguarded by bisection."""
+
+    def __init__(self, schedule: ExprSchedule, nodes: int = 4097):
+        lo, hi = schedule.domain
+        self.schedule = schedule
+        tt = _interior_points((lo, hi), nodes)
+        with np.errstate(all="ignore"):
+            ll = schedule.lam(tt)
+        keep = np.isfinite(ll)
+        self.t_table, self.lam_table = tt[keep][::-1], ll[keep][::-1]  # increasing lam
+
+    def __call__(self, lam):
+        s = self.schedule
+        lam = np.asarray(lam, dtype=np.float64)
+        flat = lam.ravel()
+        idx = np.clip(np.searchsorted(self.lam_table, flat), 1, self.lam_table.size - 1)
+        t_hi, t_lo = self.t_table[idx - 1], self.t_table[idx]  # lam increases => t decreases
+        lo_edge, hi_edge = s.domain
+        t_hi = np.where(flat < self.lam_table[0], hi_edge, t_hi)
+        t_lo = np.where(flat > self.lam_table[-1], lo_edge, t_lo)
+        t = 0.5 * (t_lo + t_hi)
+        for _ in range(100):
+            with np.errstate(all="ignore"):
+                resid = s.lam(t) - flat
+                slope = s.dlam_dt(t)
+            # lam decreasing: resid > 0 means t too small
+            t_lo = np.where(resid > 0, t, t_lo)
+            t_hi = np.where(resid < 0, t, t_hi)
+            with np.errstate(all="ignore"):
+                newton = t - resid / slope
+            ok = np.isfinite(newton) & (newton > t_lo) & (newton < t_hi)
+            t_new = np.where(ok, newton, 0.5 * (t_lo + t_hi))
+            done = np.abs(t_new - t) <= 2e-16 * np.abs(t_new)
+            t = t_new
+            if np.all(done | (resid == 0)):
+                break
+        return t.reshape(lam.shape)
+
+
+def _vp_log_sigma(log_alpha):
+    """log sigma = log(-expm1(2 log alpha))/2 for alpha^2 + sigma^2 = 1, kept as expm1 (no 1 - alpha^2 cancellation)."""
+    import sympy as sp
+    from sympy.codegen.cfunctions import expm1
+
+    return sp.log(-expm1(2 * log_alpha)) / 2
+
+
+def _interior_points(domain, n: int = 257) -> np.ndarray:
+    lo, hi = domain
+    hi_eff = hi if math.isfinite(hi) else 1e3
+    lin = np.linspace(lo, hi_eff, n)[1:-1]
+    span = hi_eff - lo
+    geo_lo = lo + span * np.geomspace(1e-9, 0.5, n // 2)
+    geo_hi = hi_eff - span * np.geomspace(1e-9, 0.5, n // 2)
+    return np.unique(np.concatenate([lin, geo_lo, geo_hi]))
+
+
+def _positive(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DiffsolveError(f"{name} must be a positive number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise DiffsolveError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def _check_range(t_min, t_max):
+    t_min, t_max = float(t_min), float(t_max)
+    if not (math.isfinite(t_min) and math.isfinite(t_max)) or t_min < 0 or t_max <= t_min:
+        raise DiffsolveError(f"need 0 <= t_min < t_max (finite), got t_min={t_min}, t_max={t_max}")
+    return t_min, t_max
+
+
+def _check_domain(domain, t_min, t_max):
+    try:
+        lo, hi = (float(x) for x in domain)
+    except (TypeError, ValueError):
+        raise DiffsolveError(f"domain must be a pair (lo, hi), got {domain!r}") from None
+    if not (lo <= t_min < t_max <= hi) or not math.isfinite(hi):
+        raise DiffsolveError(f"domain {domain!r} must be finite and contain [t_min, t_max] = [{t_min}, {t_max}]")
+    return lo, hi
+
+
+_CATALOG: dict[str, type[Schedule]] = {
+    "vp-linear": VPLinear,
+    "vp-cosine": VPCosine,
+    "ve": VE,
+    "edm": EDM,
+    "flow": Flow,
+    "ou": OU,
+    "discrete": DiscreteSchedule.linear,
+}
+
+Schedule.from_expr = staticmethod(ExprSchedule.from_expr)  # type: ignore[attr-defined]
+Schedule.discrete = staticmethod(DiscreteSchedule)  # type: ignore[attr-defined]
+
+
+def list_schedules() -> list[str]:
+    return sorted(_CATALOG)
+
+
+def get_schedule(name: str, **params) -> Schedule:
+    """A catalog schedule by name (``vp-linear``, ``vp-cosine``, ``ve``, ``edm``, ``flow``, ``ou``, ``discrete``)."""
+    if isinstance(name, Schedule):
+        return name
+    try:
+        factory = _CATALOG[name]
+    except (KeyError, TypeError):
+        from difflib import get_close_matches
+
+        close = get_close_matches(str(name), _CATALOG, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DiffsolveError(
+            f"unknown schedule {name!r}; expected one of {', '.join(list_schedules())}, or build one with "
+            f"Schedule.from_expr(alpha=..., sigma=...).{hint}"
+        ) from None
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise DiffsolveError(f"bad parameters {params!r} for schedule {name!r}: {exc}") from None

@@ -1,0 +1,207 @@
+"""The solver registry: name -> :class:`Solver` (tableau builders + declared orders + metadata).
+
+Tests and benchmarks iterate :func:`list_solvers`, so a newly registered solver is order-tested and
+backend-tested automatically.  Names with a parameter (``dpmpp-{k}m``) are resolved by pattern factories.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import DiffsolveError
+from ..tableau import StepTable, StepVariables
+
+__all__ = ["Builder", "Solver", "register", "register_pattern", "get_solver", "list_solvers", "solver_names"]
+
+class Builder(NamedTuple):
+    """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)``: plain and compiled."""
+
+    py: Callable[..., None]
+    jit: Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Solver:
+    """One registered solver.
+
+    ``fills[j]`` is the coefficient builder used when ``j`` history values are available (warm-up:
+    ``j < history``); ``fills[-1]`` is the full method.  ``fractions(params)`` gives the S stage fractions
+    c_i of the log-SNR step (c_0 = 0).  ``order`` is the declared ODE global order, or the weak order for
+    stochastic solvers; ``params`` holds runtime parameters such as ``eta``.
+    """
+
+    name: str
+    family: str
+    order: int
+    nfe_per_step: int
+    prediction: str
+    stochastic: bool
+    stages: int
+    history: int
+    noises: int
+    fills: tuple
+    fractions: Callable[[np.ndarray], Sequence[float]]
+    param_names: tuple = ()
+    params: tuple = ()
+    strong_order: float | None = None
+    reference: str = ""
+    variant: str = "exact"
+    uncertain: bool = False
+    description: str = ""
+    keep: int = 0
+    extra: dict = field(default_factory=dict)
+
+    # -- parameters ------------------------------------------------------------------------------------
+    def with_params(self, **params) -> "Solver":
+        """A copy with runtime parameters changed (e.g. ``eta=0.5``)."""
+        values = dict(zip(self.param_names, self.params))
+        for key, value in params.items():
+            if key not in values:
+                raise DiffsolveError(
+                    f"solver {self.name!r} has no parameter {key!r}; its parameters are {list(self.param_names) or 'none'}"
+                )
+            values[key] = float(value)
+        return replace(self, params=tuple(values[k] for k in self.param_names))
+
+    @property
+    def eta(self) -> float:
+        """Stochasticity of the reverse process the solver discretises (0 = probability-flow ODE)."""
+        return float(dict(zip(self.param_names, self.params)).get("eta", self.extra.get("eta", 0.0)))
+
+    @property
+    def param_array(self) -> np.ndarray:
+        return np.asarray(self.params, dtype=np.float64)
+
+    def metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "order": self.order,
+            "strong_order": self.strong_order,
+            "stochastic": self.stochastic,
+            "nfe_per_step": self.nfe_per_step,
+            "prediction": self.prediction,
+            "history": self.history,
+            "variant": self.variant,
+            "params": dict(zip(self.param_names, self.params)),
+            "uncertain": self.uncertain,
+            "reference": self.reference,
+        }
+
+    # -- coefficient tables ----------------------------------------------------------------------------
+    def step_variables(self, schedule, grid, start: int = 0) -> StepVariables:
+        """Per-step variables for the steps ``start .. N-1`` of ``grid`` (history from earlier nodes)."""
+        t = np.asarray(grid, dtype=np.float64)
+        lam = schedule.lam(t)
+        n_steps = t.size - 1 - start
+        h = np.diff(lam)[start:]
+        r = np.full((n_steps, self.history), np.nan)
+        for j in range(self.history):
+            for n in range(n_steps):
+                g = start + n  # global index of the step's start node
+                if g - j - 1 >= 0 and np.isfinite(lam[g - j - 1]):
+                    r[n, j] = (lam[g - j] - lam[g - j - 1]) / h[n]
+        c = np.asarray(self.fractions(self.param_array), dtype=np.float64)
+        nodes_t = np.empty((n_steps, self.stages + 1))
+        nodes_t[:, 0] = t[start:-1]
+        nodes_t[:, -1] = t[start + 1:]
+        if self.stages > 1:
+            stage_lam = lam[start:-1, None] + c[None, 1:] * h[:, None]
+            if not np.isfinite(stage_lam).all():
+                raise DiffsolveError(
+                    f"solver {self.name!r} has intermediate stages and cannot take a step with an infinite "
+                    "log-SNR end point (sigma = 0); end the grid at a small positive sigma"
+                )
+            nodes_t[:, 1:-1] = schedule.t_of_lam(stage_lam)
+        return StepVariables(h=h, r=r, log_alpha=schedule.log_alpha(nodes_t), log_sigma=schedule.log_sigma(nodes_t),
+                             t=nodes_t)
+
+    def table(self, schedule, grid, *, start: int = 0, exact_history: bool = False, compiled: bool = False) -> StepTable:
+        """The coefficient table for ``grid`` (steps ``start..N-1``).
+
+        Without ``exact_history`` a multistep method warms up with the lower-order formulas while fewer
+        history values exist; infinite steps (to sigma = 0) always use the first-order formula (spec §3.8).
+        """
+        v = self.step_variables(schedule, grid, start)
+        n = v.h.size
+        table = StepTable.empty(n, self.stages, self.history, self.noises)
+        table.tau[:] = v.t[:, : self.stages]
+        table = replace(table, keep=self.keep)
+        available = np.array([self.history if exact_history else min(start + i, self.history) for i in range(n)])
+        available[~np.isfinite(v.h)] = 0
+        params = self.param_array
+        for level in np.unique(available):
+            rows = np.flatnonzero(available == level)
+            fill = self.fills[level].jit if compiled else self.fills[level].py
+            sub = StepTable.empty(rows.size, self.stages, int(level), self.noises)
+            fill(v.h[rows], np.ascontiguousarray(v.r[rows, :level]), v.log_alpha[rows], v.log_sigma[rows], params,
+                 sub.A, sub.B, sub.E, sub.C)
+            table.A[rows], table.B[rows], table.C[rows] = sub.A, sub.B, sub.C
+            table.E[rows, :, :level] = sub.E
+        for name in ("A", "B", "E", "C"):
+            arr = getattr(table, name)
+            if np.isnan(arr).any():
+                row = int(np.argwhere(np.isnan(arr))[0][0]) + start
+                raise DiffsolveError(
+                    f"solver {self.name!r} produced NaN coefficients at step {row} (t = {grid[row]!r} -> "
+                    f"{grid[row + 1]!r}); the grid may contain a step the solver cannot take"
+                )
+        return table
+
+    def __repr__(self):
+        return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"
+
+
+_REGISTRY: dict[str, Solver | Callable[[], Solver]] = {}
+_PATTERNS: list[tuple[re.Pattern, Callable[..., Solver], str]] = []
+
+
+def register(name: str, solver: Solver | Callable[[], Solver]) -> None:
+    """Register a solver (or a zero-argument factory, built on first use)."""
+    _REGISTRY[name] = solver
+
+
+def register_pattern(pattern: str, factory: Callable[..., Solver], example: str) -> None:
+    """Register a name pattern, e.g. ``r"dpmpp-(?P<k>\\d+)m"``; groups are passed to ``factory`` as strings."""
+    _PATTERNS.append((re.compile(pattern + r"\Z"), factory, example))
+
+
+def solver_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_solver(name, variant: str | None = None, **params) -> Solver:
+    """A registered solver by name, optionally a ``variant`` and runtime parameters (``eta=...``)."""
+    if isinstance(name, Solver):
+        return name.with_params(**params) if params else name
+    if not isinstance(name, str):
+        raise DiffsolveError(f"solver must be a name (str) or a Solver, got {type(name).__name__} {name!r}")
+    key = name if variant in (None, "exact") else f"{name}:{variant}"
+    entry = _REGISTRY.get(key)
+    if entry is None:
+        for pattern, factory, _ in _PATTERNS:
+            match = pattern.match(name)
+            if match:
+                entry = factory(**match.groupdict(), variant=variant or "exact")
+                break
+    if entry is None:
+        from difflib import get_close_matches
+
+        known = solver_names() + [example for _, _, example in _PATTERNS]
+        close = get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        what = f"solver {name!r}" + (f" with variant {variant!r}" if variant not in (None, "exact") else "")
+        raise DiffsolveError(f"unknown {what}; known solvers: {', '.join(known)} (see `diffsolve solvers`).{hint}")
+    if callable(entry) and not isinstance(entry, Solver):
+        entry = entry()
+        _REGISTRY[key] = entry
+    return entry.with_params(**params) if params else entry
+
+
+def list_solvers() -> list[dict]:
+    """Metadata rows of every registered solver (name, order, nfe_per_step, prediction, ...)."""
+    return [get_solver(name.split(":")[0], variant=(name.split(":") + ["exact"])[1]).metadata() for name in solver_names()]
