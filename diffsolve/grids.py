@@ -49,6 +49,7 @@ def _quadratic(schedule, n, t_max, t_min, **_):
 
 
 SPACINGS = {"time": _time, "logsnr": _logsnr, "karras": _karras, "quadratic": _quadratic}
+OPTIONS = {"time": (), "logsnr": ("lam_min",), "karras": ("rho", "sigma_max", "sigma_min"), "quadratic": ()}
 
 
 def _finite_lam(schedule, t, override, name):
@@ -86,6 +87,11 @@ def time_grid(schedule: Schedule, steps: int, spacing="logsnr", *, t_max: float 
     if rule is None:
         raise DiffsolveError(
             f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)} or an explicit array of times"
+        )
+    unknown = sorted(set(options) - set(OPTIONS[spacing]))
+    if unknown:
+        raise DiffsolveError(
+            f"unknown option(s) {unknown} for spacing {spacing!r}; it accepts {list(OPTIONS[spacing]) or 'none'}"
         )
     t_max = schedule.t_max if t_max is None else float(t_max)
     t_min = schedule.t_min if t_min is None else float(t_min)

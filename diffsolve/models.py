@@ -49,6 +49,8 @@ class ModelAdapter:
 
     def _validate(self, out, x, t, step):
         where = f"at t = {float(t)!r}" + (f" (step {step})" if step is not None else "")
+        if out is None or isinstance(out, (str, bytes, dict)):
+            raise ModelOutputError(f"the model returned {type(out).__name__} {where}; return an array shaped like x")
         if not isinstance(out, np.ndarray):
             if hasattr(out, "detach") and hasattr(out, "cpu"):  # a torch tensor on the numpy backend
                 out = out.detach().cpu().numpy()

@@ -146,8 +146,9 @@ class ExprSchedule(Schedule):
         self._sigma_via_alpha = self.variance_preserving  # catalog VP kinds write log alpha stably
         self.name = name
         self.params = dict(params or {})
-        self.domain = (float(domain[0]), float(domain[1]))
-        self.t_max, self.t_min = float(t_max), float(t_min)
+        t_min, t_max = _check_range(t_min, t_max)
+        self.domain = _check_domain(domain, t_min, t_max)
+        self.t_max, self.t_min = t_max, t_min
         self.calculus = calc.derive(log_alpha, log_sigma, t_of_lam)
         c = self.calculus
         self._log_alpha = calc.numpy_function(c.log_alpha, calc.T)
@@ -493,6 +494,9 @@ def _positive(value, name):
 
 
 def _check_range(t_min, t_max):
+    for name, value in (("t_min", t_min), ("t_max", t_max)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise DiffsolveError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     t_min, t_max = float(t_min), float(t_max)
     if not (math.isfinite(t_min) and math.isfinite(t_max)) or t_min < 0 or t_max <= t_min:
         raise DiffsolveError(f"need 0 <= t_min < t_max (finite), got t_min={t_min}, t_max={t_max}")
@@ -505,7 +509,10 @@ def _check_domain(domain, t_min, t_max):
     except (TypeError, ValueError):
         raise DiffsolveError(f"domain must be a pair (lo, hi), got {domain!r}") from None
     if not (lo <= t_min < t_max <= hi) or not math.isfinite(hi):
-        raise DiffsolveError(f"domain {domain!r} must be finite and contain [t_min, t_max] = [{t_min}, {t_max}]")
+        raise DiffsolveError(
+            f"the sampling range [t_min, t_max] = [{t_min}, {t_max}] must lie inside the schedule's domain "
+            f"[{lo}, {hi}] (finite); pass t_min/t_max inside it"
+        )
     return lo, hi
 
 

@@ -21,6 +21,13 @@ __all__ = ["Target", "GaussianMixture", "Gaussian", "from_spec"]
 _CHUNK = 8192
 
 
+def _float_array(value, name):
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DiffsolveError(f"{name} must be an array of real numbers, got {type(value).__name__} {value!r:.80}") from None
+
+
 class Target:
     """Base class: a data distribution that knows its exact denoiser at every (t, schedule)."""
 
@@ -45,10 +52,15 @@ class GaussianMixture(Target):
     """sum_k w_k N(m_k, diag(v_k)); ``variances`` of shape (K,) (isotropic) or (K, d) (diagonal)."""
 
     def __init__(self, weights, means, variances):
-        means = np.atleast_2d(np.asarray(means, dtype=np.float64))
+        means = _float_array(means, "means")
+        means = np.atleast_2d(means)
+        if means.ndim != 2 or means.shape[0] == 0 or means.shape[1] == 0:
+            raise DiffsolveError(
+                f"means must have shape (K, d) with K >= 1 components and d >= 1 dimensions, got {means.shape}"
+            )
         k, d = means.shape
-        weights = np.asarray(weights, dtype=np.float64).ravel()
-        variances = np.asarray(variances, dtype=np.float64)
+        weights = _float_array(weights, "weights").ravel()
+        variances = _float_array(variances, "variances")
         if weights.shape != (k,):
             raise DiffsolveError(f"weights must have shape ({k},) to match means {means.shape}, got {weights.shape}")
         if variances.ndim == 0:
@@ -135,8 +147,14 @@ class Gaussian(GaussianMixture):
     """N(mean, diag(var)); the exact model is affine in x, so output laws propagate exactly."""
 
     def __init__(self, mean, var):
-        mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        var = np.broadcast_to(np.asarray(var, dtype=np.float64), mean.shape)
+        mean = np.atleast_1d(_float_array(mean, "mean"))
+        var = _float_array(var, "var")
+        if mean.ndim != 1 or var.ndim > 1 or (var.ndim == 1 and var.shape != mean.shape):
+            raise DiffsolveError(
+                f"Gaussian var of shape {var.shape} does not match mean of shape {mean.shape}; "
+                "pass mean (d,) and var (d,) or a scalar var"
+            )
+        var = np.broadcast_to(var, mean.shape)
         super().__init__([1.0], mean[None], var[None])
 
     @property
@@ -213,6 +231,8 @@ def from_spec(spec: str) -> Target:
     for key in ("d", "k"):
         if key in opts and (not isinstance(opts[key], int) or opts[key] < 1):
             raise DiffsolveError(f"target option {key} must be a positive integer, got {opts[key]!r}")
+    if "seed" in opts and (not isinstance(opts["seed"], int) or opts["seed"] < 0):
+        raise DiffsolveError(f"target option seed must be a non-negative integer, got {opts['seed']!r} in {spec!r}")
     if "var" in opts and not opts["var"] > 0:
         raise DiffsolveError(f"target option var must be positive, got {opts['var']!r}")
     return factory(**opts)

@@ -232,7 +232,12 @@ def test_cuda_device_functions_compile_to_ptx():
     from numba import float64, int64, uint64
 
     for fn, sig in [(philox4x32_10, (int64,) * 6), (uniform53, (uint64, uint64)), (box_muller, (float64, float64))]:
-        ptx, restype = cuda.compile_ptx(fn, sig, device=True, cc=(8, 0))
+        try:
+            ptx, restype = cuda.compile_ptx(fn, sig, device=True, cc=(8, 0))
+        except Exception as exc:  # CUDA toolkit libraries (NVRTC/NVVM) not installed: nothing to compile with
+            if "Failure finding" in str(exc) or "NotFound" in type(exc).__name__:
+                pytest.skip(f"CUDA toolkit libraries missing: {exc}")
+            raise
         assert ".func" in ptx
 
 

@@ -129,9 +129,14 @@ def order_study(solver, target: Target, schedule: Schedule, steps=(8, 16, 32, 64
     if metric not in METRICS:
         raise DiffsolveError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     try:
-        steps = [int(s) for s in steps]
-    except (TypeError, ValueError):
+        if isinstance(steps, (str, bytes)):
+            raise TypeError
+        steps = list(steps)
+    except TypeError:
         raise DiffsolveError(f"steps must be a list of positive integers, got {steps!r}") from None
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in steps):
+        raise DiffsolveError(f"steps must be a list of positive integers, got {steps!r}")
+    steps = [int(s) for s in steps]
     if len(steps) < 2 or min(steps) < 1 or len(set(steps)) != len(steps):
         raise DiffsolveError(f"steps must hold at least two distinct positive step counts, got {steps}")
     steps = sorted(steps)

@@ -131,7 +131,10 @@ class Solver:
         table = StepTable.empty(n, self.stages, self.history, self.noises)
         table.tau[:] = v.t[:, : self.stages]
         table = replace(table, keep=self.keep)
-        available = np.array([self.history if exact_history else min(start + i, self.history) for i in range(n)])
+        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
+        finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
+        available = np.array([self.history if exact_history else min(finite_before[start + i], self.history)
+                              for i in range(n)])
         available[~np.isfinite(v.h)] = 0
         params = self.param_array
         for level in np.unique(available):
@@ -188,6 +191,9 @@ def get_solver(name, variant: str | None = None, **params) -> Solver:
             if match:
                 entry = factory(**match.groupdict(), variant=variant or "exact")
                 break
+    if entry is None and variant not in (None, "exact") and (name in _REGISTRY or any(p.match(name) for p, _, _ in _PATTERNS)):
+        variants = sorted({k.split(":")[1] for k in _REGISTRY if k.startswith(name + ":")} | {"exact"})
+        raise DiffsolveError(f"solver {name!r} has no variant {variant!r}; available variants: {', '.join(variants)}")
     if entry is None:
         from difflib import get_close_matches
 

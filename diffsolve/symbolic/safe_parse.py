@@ -92,10 +92,30 @@ def parse_expression(text, variable: str = "t", constants: dict | None = None) -
     symbol = sp.Symbol(variable, positive=True)
     names = {variable: symbol, "pi": sp.pi, "e": sp.E, "E": sp.E}
     for key, value in (constants or {}).items():
-        if key in names or key in ALLOWED_FUNCTIONS:
-            raise ExpressionError(f"constant name {key!r} clashes with a reserved name; rename it")
-        names[key] = sp.nsimplify(float(value), rational=True) if isinstance(value, float) else sp.sympify(value)
-    return _Converter(text, names).visit(tree.body, 0)
+        if not isinstance(key, str) or not key.isidentifier() or key in names or key in ALLOWED_FUNCTIONS:
+            raise ExpressionError(f"constant name {key!r} is not a free identifier (reserved or invalid); rename it")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ExpressionError(
+                f"constant {key!r} must be a finite int or float, got {type(value).__name__} {value!r}; "
+                "constants are numbers, never expressions"
+            )
+        names[key] = sp.Integer(value) if isinstance(value, int) else sp.Rational(repr(float(value)))
+    expr = _Converter(text, names).visit(tree.body, 0)
+    _check_real(expr, text)
+    return expr
+
+
+def _check_real(expr, text):
+    """Reject expressions with complex, infinite or undefined constant parts (e.g. log(0), acos(2), (-8)**(1/3))."""
+    if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan, sp.I):
+        raise ExpressionError(f"schedule expression {text!r} contains an infinite, undefined or complex value; fix it")
+    for sub in sp.preorder_traversal(expr):
+        if isinstance(sub, sp.Expr) and sub.is_number and not sub.is_Atom:
+            value = complex(sp.N(sub, 20))
+            if value.imag != 0 or not math.isfinite(value.real):
+                raise ExpressionError(
+                    f"schedule expression {text!r} contains {sub} = {value}, which is not a finite real number; fix it"
+                )
 
 
 class _Converter:
@@ -156,12 +176,17 @@ class _Converter:
                 self.fail(node, f"a call of the unknown function {node.func.id!r}")
             if node.keywords:
                 self.fail(node.keywords[0], "a keyword argument")
-            if len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                self.fail(node, f"a starred argument in {node.func.id}()")
+            if len(node.args) != 1:
                 self.fail(node, f"{node.func.id}() with {len(node.args)} arguments (expected exactly one)")
             return func(self.visit(node.args[0], depth + 1))
-        self.fail(node, f"a {type(node).__name__} construct")
+        kind = type(node).__name__
+        self.fail(node, f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind} construct")
 
     def power(self, node, base, exponent):
+        if exponent.is_number and exponent.is_real is not True:
+            self.fail(node, f"the non-real exponent {exponent}")
         if exponent.is_number and abs(float(exponent)) > MAX_LITERAL_EXPONENT:
             self.fail(node, f"the exponent {exponent} (|exponent| must be <= {MAX_LITERAL_EXPONENT})")
         if base.is_number and exponent.is_number:

@@ -1,0 +1,224 @@
+"""The command line (DESIGN.md §4): ``diffsolve solvers | sample | order``, run in-process through
+``diffsolve.cli.main`` and once through ``python -m diffsolve.cli``; readable tables, ``--json``, ``--out``,
+``--plot``, user schedules, and one-line error messages with exit code 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffsolve.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+USER_ALPHA = "exp(-5*t**2 - t/20)"
+USER_SIGMA = "sqrt(1 - exp(-10*t**2 - t/10))"
+SAMPLE_REPORT_KEYS = {
+    "solver", "schedule", "spacing", "steps", "target", "n", "backend", "seed", "t_start", "t_end", "seconds",
+    "mean_abs_error", "sliced_w1_to_target", "sliced_w1_between_exact_samples", "mean_log_density",
+    "mean_log_density_exact", "exact_w2_of_output_law",
+}
+
+
+def _run(capsys, argv):
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _assert_one_line_error(err: str, command: str, *fragments: str):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
+    assert lines[0].startswith(f"diffsolve {command}: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# solvers
+
+def test_solvers_table(capsys):
+    rc, out, err = _run(capsys, ["solvers"])
+    assert rc == 0 and err == ""
+    header, rule, *rows = out.strip().splitlines()
+    assert header.split()[:2] == ["name", "order"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    by_name = {r.split()[0]: r.split() for r in rows if r.strip() and not r.startswith("parameterised")}
+    assert by_name["ddim"][1] == "1" and by_name["ddpm"][1] == "1"
+
+
+def test_solvers_json(capsys):
+    rc, out, err = _run(capsys, ["solvers", "--json"])
+    assert rc == 0 and err == ""
+    doc = json.loads(out)
+    rows = {row["name"]: row for row in doc["solvers"]}
+    for name in ("ddim", "ddpm"):
+        assert rows[name]["order"] == 1
+        assert rows[name]["nfe_per_step"] == 1
+        assert rows[name]["prediction"] in ("data", "eps")
+    assert rows["ddim"]["stochastic"] is False and rows["ddpm"]["stochastic"] is True
+    assert isinstance(doc["patterns"], list)
+
+
+def test_entry_point_via_subprocess():
+    proc = subprocess.run([sys.executable, "-m", "diffsolve.cli", "solvers", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = {row["name"] for row in json.loads(proc.stdout)["solvers"]}
+    assert {"ddim", "ddpm"} <= names
+
+
+def test_entry_point_error_via_subprocess():
+    proc = subprocess.run([sys.executable, "-m", "diffsolve.cli", "sample", "--solver", "ddmp", "--steps", "10",
+                           "--target", "gaussian:d=4", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    _assert_one_line_error(proc.stderr, "sample", "unknown solver 'ddmp'", "Did you mean 'ddpm'?")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sample
+
+def test_sample_json_and_out(capsys, tmp_path):
+    out_file = tmp_path / "x.npy"
+    rc, out, err = _run(capsys, ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
+                                 "--n", "2000", "--json", "--out", str(out_file)])
+    assert rc == 0 and err == ""
+    report = json.loads(out)
+    assert SAMPLE_REPORT_KEYS <= set(report)
+    assert report["solver"] == "ddim" and report["steps"] == 10 and report["n"] == 2000
+    assert report["target"] == "gaussian:d=4" and report["schedule"] == "vp-linear"
+    assert report["t_start"] > report["t_end"]
+    w1 = report["sliced_w1_to_target"]
+    assert math.isfinite(w1) and 0 <= w1 < 1.0
+    assert math.isfinite(report["sliced_w1_between_exact_samples"])
+    assert math.isfinite(report["exact_w2_of_output_law"]) and report["exact_w2_of_output_law"] > 0
+    assert report["out"] == str(out_file)
+    x = np.load(out_file)
+    assert x.shape == (2000, 4) and x.dtype == np.float64 and np.isfinite(x).all()
+
+
+def test_sample_table(capsys):
+    rc, out, err = _run(capsys, ["sample", "--solver", "ddpm", "--steps", "8", "--target", "gmm:d=2,k=3,seed=0",
+                                 "--n", "500", "--no-progress"])
+    assert rc == 0
+    assert "sampled 500 x 2-d points of gmm:d=2,k=3,seed=0 with ddpm" in out
+    assert "sliced W1 to exact samples of the target" in out
+    assert "exact W2" not in out  # only Gaussian targets have an exact output law
+
+
+def test_sample_user_schedule(capsys):
+    rc, out, err = _run(capsys, ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=3",
+                                 "--n", "300", "--alpha", USER_ALPHA, "--sigma", USER_SIGMA, "--json"])
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["schedule"].startswith("expr(") and USER_ALPHA in report["schedule"]
+    assert math.isfinite(report["sliced_w1_to_target"])
+    assert math.isfinite(report["exact_w2_of_output_law"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# order (acceptance: DDIM and DDPM measure order 1 +- 0.15 on gaussian:d=8)
+
+@pytest.fixture(scope="module")
+def order_run(tmp_path_factory):
+    plot = tmp_path_factory.mktemp("order") / "order.png"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["order", "--solver", "ddim,ddpm", "--target", "gaussian:d=8", "--steps", "16,32,64,128", "--json",
+                   "--plot", str(plot)])
+    return rc, out.getvalue(), err.getvalue(), plot
+
+
+def test_order_json(order_run):
+    rc, out, err, plot = order_run
+    assert rc == 0 and err == ""
+    doc = json.loads(out)
+    assert doc["target"] == "gaussian:d=8" and doc["plot"] == str(plot)
+    studies = {s["solver"]: s for s in doc["studies"]}
+    assert set(studies) == {"ddim", "ddpm"}
+    for name, st in studies.items():
+        assert st["steps"] == [16, 32, 64, 128]
+        assert st["declared_order"] == 1
+        assert len(st["errors"]) == 4 and all(e > 0 and math.isfinite(e) for e in st["errors"])
+        assert st["errors"] == sorted(st["errors"], reverse=True), f"{name}: error does not decrease"
+        assert abs(st["order"] - 1.0) <= 0.15, f"{name}: fitted order {st['order']:.3f} not within 1 +- 0.15"
+
+
+def test_order_plot_is_png(order_run):
+    rc, _, _, plot = order_run
+    assert rc == 0
+    data = plot.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 1000
+
+
+def test_order_table_with_user_schedule(capsys):
+    rc, out, err = _run(capsys, ["order", "--solver", "ddim", "--target", "gaussian:d=4", "--steps", "16,32",
+                                 "--alpha", USER_ALPHA, "--sigma", USER_SIGMA, "--no-progress"])
+    assert rc == 0, err
+    assert "ddim" in out and "declared order 1" in out
+    fitted = [line for line in out.splitlines() if line.startswith("fitted order:")]
+    assert len(fitted) == 1 and math.isfinite(float(fitted[0].split(":")[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# error paths: exit code 2, one line on stderr "diffsolve <command>: error: ..."
+
+ERROR_CASES = [
+    ("sample-bad-target", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=abc"],
+     "sample", ["'gaussian:d=abc'", "needs a number"]),
+    ("sample-unknown-kind", ["sample", "--solver", "ddim", "--steps", "10", "--target", "foo:d=2"],
+     "sample", ["unknown target kind 'foo'"]),
+    ("sample-unknown-solver", ["sample", "--solver", "ddmp", "--steps", "10", "--target", "gaussian:d=4"],
+     "sample", ["unknown solver 'ddmp'", "Did you mean 'ddpm'?"]),
+    ("order-unknown-solver", ["order", "--solver", "ddim,nosuch", "--target", "gaussian:d=4", "--steps", "8,16"],
+     "order", ["unknown solver 'nosuch'"]),
+    ("order-bad-steps-list", ["order", "--solver", "ddim", "--target", "gaussian:d=4", "--steps", "8,x,16"],
+     "order", ["--steps must be a comma-separated list of integers", "'8,x,16'"]),
+    ("order-one-step-count", ["order", "--solver", "ddim", "--target", "gaussian:d=4", "--steps", "8"],
+     "order", ["at least two distinct positive step counts", "[8]"]),
+    ("order-gmm-target", ["order", "--solver", "ddim", "--target", "gmm:d=2", "--steps", "8,16"],
+     "order", ["needs a Gaussian target"]),
+    ("order-unknown-metric", ["order", "--solver", "ddim", "--target", "gaussian:d=4", "--steps", "8,16",
+                              "--metric", "foo"], "order", ["unknown metric 'foo'"]),
+    ("sample-zero-steps", ["sample", "--solver", "ddim", "--steps", "0", "--target", "gaussian:d=4"],
+     "sample", ["steps must be >= 1, got 0"]),
+    ("sample-alpha-only", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
+                           "--alpha", "exp(-t)"], "sample", ["pass both --alpha and --sigma"]),
+    ("sample-malicious-alpha", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
+                                "--alpha", "__import__('os').getcwd()", "--sigma", "t"], "sample", ["not allowed"]),
+    ("sample-unknown-schedule", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
+                                 "--schedule", "vp-lienar"], "sample", ["unknown schedule 'vp-lienar'"]),
+    ("sample-negative-n", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4", "--n", "-5"],
+     "sample", ["got n=-5"]),
+]
+
+
+@pytest.mark.parametrize("argv, command, fragments", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
+def test_error_exit_code_and_one_line(capsys, argv, command, fragments):
+    rc, out, err = _run(capsys, argv + ["--json"])
+    assert rc == 2
+    assert out == ""
+    _assert_one_line_error(err, command, *fragments)
+
+
+def test_argparse_error_names_the_command(capsys):
+    # a non-integer for an int option is rejected by argparse itself (SystemExit 2, usage + one error line)
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--solver", "ddim", "--steps", "ten", "--target", "gaussian:d=4"])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("diffsolve sample: error: ") and "--steps" in last and "'ten'" in last
+
+
+def test_error_negative_target_seed(capsys):
+    rc, out, err = _run(capsys, ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4,seed=-1",
+                                 "--json"])
+    assert rc == 2
+    _assert_one_line_error(err, "sample", "seed")
