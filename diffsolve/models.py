@@ -40,6 +40,11 @@ class ModelAdapter:
         self.target = None
         self._fn = model
 
+    @property
+    def model(self):
+        """The raw callable ``(x, t) -> prediction`` (its native type is ``self.native``)."""
+        return self._fn
+
     def __call__(self, x: np.ndarray, t: float, step: int | None = None) -> np.ndarray:
         out = self._fn(x, t)
         out = self._validate(out, x, t, step)

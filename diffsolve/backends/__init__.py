@@ -1,7 +1,6 @@
-"""Backends, resolved once by name: ``numpy`` (reference interpreter; the oracle in tests).
-
-Compiled ``cpu`` (Numba parallel) and ``cuda`` (numba.cuda) backends register here as they land; an
-unavailable backend fails with a message naming the fix.
+"""Backends, resolved once by name: ``numpy`` (the reference interpreter, the oracle in tests), ``cpu``
+(Numba, parallel over samples) and ``cuda`` (numba.cuda, imported lazily; when unavailable it fails with a
+message naming the fix).
 """
 
 from __future__ import annotations
@@ -12,10 +11,10 @@ from ..errors import DiffsolveError
 
 __all__ = ["resolve", "BACKENDS"]
 
-BACKENDS = {"numpy": "diffsolve.backends.numpy_backend"}
-_UNAVAILABLE = {
-    "cpu": "the compiled CPU backend is not built yet in this version; use backend='numpy'",
-    "cuda": "the CUDA backend is not built yet in this version; use backend='numpy'",
+BACKENDS = {
+    "numpy": "diffsolve.backends.numpy_backend",
+    "cpu": "diffsolve.backends.cpu_backend",
+    "cuda": "diffsolve.backends.cuda_backend",  # raises DiffsolveError naming the fix when CUDA is unavailable
 }
 
 
@@ -23,6 +22,4 @@ def resolve(name: str):
     """The backend module for ``name`` (imported lazily)."""
     if name in BACKENDS:
         return importlib.import_module(BACKENDS[name])
-    if name in _UNAVAILABLE:
-        raise DiffsolveError(f"backend {name!r} is unavailable: {_UNAVAILABLE[name]}")
-    raise DiffsolveError(f"unknown backend {name!r}; expected one of {', '.join(list(BACKENDS) + list(_UNAVAILABLE))}")
+    raise DiffsolveError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

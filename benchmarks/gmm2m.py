@@ -1,0 +1,242 @@
+"""The GMM-2M anchor job of notes/gpu.md and its baselines, shared by the pytest-benchmark file and the CLI.
+
+Job: isotropic Gaussian mixture, K = 16 components in d = 64, component variance 0.05, means 2 N(0, I), weights
+softmax(N(0, 1)); exact data-prediction denoiser; VP-linear schedule (beta 0.1 -> 20); 20 steps uniform in t from
+1 to 1e-3; float64 on the CPU (N = 32768), float32 on the GPU (N = 2**20).  Solver: ``dpmpp-2m`` when it is
+registered, else the first-order ``ddim`` (same work per step: one denoiser call).
+
+Implementations measured side by side: diffsolve ``cpu`` (fused kernel), diffsolve ``numpy`` (the reference
+interpreter), a plain vectorised NumPy implementation written here (matmul distances), and on a CUDA machine
+diffsolve ``cuda`` plus PyTorch eager and ``torch.compile`` versions of the plain implementation.  All of them
+consume the same StepTable coefficients, so they compute the same algorithm.
+
+    python benchmarks/gmm2m.py [--n 32768] [--repeat 5]     # prints a markdown table (ratios, roofline)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+import diffsolve as ds
+from diffsolve import predictions
+from diffsolve.targets import GaussianMixture
+
+K, D, VAR, STEPS = 16, 64, 0.05, 20
+FLOP_PER_EVAL = 4 * K * D  # distances (sub, fma) + posterior (fma): the count of DESIGN §6
+
+
+def solver_name() -> str:
+    """``dpmpp-2m`` when the registry has it (by name or pattern), else ``ddim``."""
+    try:
+        ds.get_solver("dpmpp-2m")
+        return "dpmpp-2m"
+    except ds.DiffsolveError:
+        return "ddim"
+
+
+@dataclass
+class Job:
+    target: GaussianMixture
+    schedule: object
+    grid: np.ndarray
+    x0: np.ndarray
+    solver: str
+
+    @property
+    def n(self):
+        return self.x0.shape[0]
+
+    def table(self):
+        return ds.get_solver(self.solver).table(self.schedule, self.grid)
+
+    def flops(self):
+        return FLOP_PER_EVAL * self.n * STEPS * ds.get_solver(self.solver).nfe_per_step
+
+
+def make_job(n: int = 32768, dtype=np.float64, solver: str | None = None, seed: int = 0) -> Job:
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal(K)
+    w = np.exp(logits - logits.max())
+    tgt = GaussianMixture(w / w.sum(), 2.0 * rng.standard_normal((K, D)), np.full(K, VAR))
+    sch = ds.get_schedule("vp-linear", beta_min=0.1, beta_max=20.0)
+    grid = ds.time_grid(sch, STEPS, "time", t_max=1.0, t_min=1e-3)
+    x0 = ds.sampling.prior_sample(sch, grid[0], n, D, seed=seed).astype(dtype)
+    return Job(tgt, sch, grid, x0, solver or solver_name())
+
+
+# -- diffsolve --------------------------------------------------------------------------------------------------
+def run_diffsolve(job: Job, backend: str):
+    return ds.sample(job.solver, job.target, job.schedule, job.grid, x_init=job.x0, seed=1, backend=backend)
+
+
+# -- plain vectorised NumPy (what a careful NumPy user writes) ----------------------------------------------------
+def _stage_constants(job: Job):
+    """Per stage: alpha, sigma and the solver-prediction coefficients (c_x, c_D)."""
+    tab = job.table()
+    pred = ds.get_solver(job.solver).prediction
+    consts = []
+    for n in range(tab.steps):
+        row = []
+        for s in range(tab.stages):
+            t = float(tab.tau[n, s])
+            cx, cd = predictions.coefficients(pred, job.schedule, t)
+            row.append((float(job.schedule.alpha(t)), float(job.schedule.sigma(t)), float(cx), float(cd)))
+        consts.append(row)
+    return tab, consts
+
+
+def numpy_denoise(x, a, s, means, m2, logw, var0):
+    """E[x0 | x] for an isotropic mixture, distances by matrix products (BLAS)."""
+    var = a * a * var0 + s * s
+    d2 = np.einsum("nd,nd->n", x, x)[:, None] - 2.0 * a * (x @ means.T) + (a * a) * m2[None]
+    logits = logw - 0.5 * x.shape[1] * np.log(2 * math.pi * var) - 0.5 * d2 / var
+    logits -= logits.max(axis=1, keepdims=True)
+    r = np.exp(logits)
+    r /= r.sum(axis=1, keepdims=True)
+    return (r * (s * s / var)) @ means + x * (r @ (a * var0 / var))[:, None]
+
+
+def run_plain_numpy(job: Job):
+    tab, consts = _stage_constants(job)
+    tgt = job.target
+    means, var0 = tgt.means, tgt.variances[:, 0]
+    m2, logw = np.einsum("kd,kd->k", means, means), np.log(tgt.weights)
+    x = job.x0.copy()
+    S, M = tab.stages, tab.history
+    H = [np.zeros_like(x)] * M
+    for n in range(tab.steps):
+        F = []
+        for i in range(S + 1):
+            u = tab.A[n, i] * x
+            for j in range(min(i, S)):
+                if tab.B[n, i, j]:
+                    u += tab.B[n, i, j] * F[j]
+            for m in range(M):
+                if tab.E[n, i, m]:
+                    u += tab.E[n, i, m] * H[m]
+            if i == S:
+                x = u
+            else:
+                a, s, cx, cd = consts[n][i]
+                F.append(cx * u + cd * numpy_denoise(u, a, s, means, m2, logw, var0))
+        if M:
+            H = [F[tab.keep]] + H[:-1]
+    return x
+
+
+# -- PyTorch (GPU baselines of gpu.md) ------------------------------------------------------------------------------
+def torch_runner(job: Job, device: str = "cuda", compiled: bool = False):
+    """A function running the plain implementation in PyTorch (eager, or torch.compile of the denoiser)."""
+    import torch
+
+    tab, consts = _stage_constants(job)
+    dtype = torch.float32 if job.x0.dtype == np.float32 else torch.float64
+    tgt = job.target
+    means = torch.as_tensor(tgt.means, device=device, dtype=dtype)
+    var0 = torch.as_tensor(tgt.variances[:, 0], device=device, dtype=dtype)
+    m2, logw = (means * means).sum(1), torch.as_tensor(np.log(tgt.weights), device=device, dtype=dtype)
+
+    def denoise(x, a: float, s: float, cx: float, cd: float):
+        var = a * a * var0 + s * s
+        d2 = (x * x).sum(1, keepdim=True) - 2.0 * a * (x @ means.T) + (a * a) * m2[None]
+        logits = logw - 0.5 * x.shape[1] * torch.log(2 * math.pi * var) - 0.5 * d2 / var
+        r = torch.softmax(logits, dim=1)
+        return cx * x + cd * ((r * (s * s / var)) @ means + x * (r @ (a * var0 / var))[:, None])
+
+    den = torch.compile(denoise, dynamic=False) if compiled else denoise
+    x0 = torch.as_tensor(job.x0, device=device)
+    S, M = tab.stages, tab.history
+
+    def run():
+        x = x0.clone()
+        H = [torch.zeros_like(x)] * M
+        for n in range(tab.steps):
+            F = []
+            for i in range(S + 1):
+                u = float(tab.A[n, i]) * x
+                for j in range(min(i, S)):
+                    if tab.B[n, i, j]:
+                        u = u + float(tab.B[n, i, j]) * F[j]
+                for m in range(M):
+                    if tab.E[n, i, m]:
+                        u = u + float(tab.E[n, i, m]) * H[m]
+                if i == S:
+                    x = u
+                else:
+                    F.append(den(u, *consts[n][i]))
+            if M:
+                H = [F[tab.keep]] + H[:-1]
+        return x
+
+    return run
+
+
+def cuda_sync():
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def has_cuda_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+# -- CLI ------------------------------------------------------------------------------------------------------------
+def _best(fn, repeat):
+    fn()  # warm-up (compiles)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None):
+    from peak import machine_peak
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=32768)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    p.add_argument("--skip-numpy-backend", action="store_true", help="the reference interpreter is slow")
+    args = p.parse_args(argv)
+    numba.set_num_threads(args.threads)
+    job = make_job(args.n)
+    rows = [("diffsolve cpu (fused)", lambda: run_diffsolve(job, "cpu"), args.repeat),
+            ("plain NumPy (matmul)", lambda: run_plain_numpy(job), max(1, args.repeat // 2))]
+    if not args.skip_numpy_backend:
+        rows.append(("diffsolve numpy backend", lambda: run_diffsolve(job, "numpy"), 1))
+    ref = run_diffsolve(job, "numpy") if not args.skip_numpy_backend else run_plain_numpy(job)
+    err = float(np.max(np.abs(run_diffsolve(job, "cpu") - ref)) / np.max(np.abs(ref)))
+    results = {name: _best(fn, rep) for name, fn, rep in rows}
+    peak = machine_peak(args.threads)
+    base = results["plain NumPy (matmul)"]
+    print(f"GMM-2M, solver {job.solver}, N = {job.n}, float64, {args.threads} Numba thread(s), "
+          f"load average {os.getloadavg()[0]:.2f}; peak {peak / 1e9:.1f} GFLOP/s (threads x one-core Numba FMA "
+          "loop); "
+          f"max |cpu - reference| / max |reference| = {err:.1e}")
+    print("| implementation | time | plain NumPy / time | GFLOP/s (4KD per eval) | fraction of peak |")
+    print("|---|---|---|---|---|")
+    for name, t in results.items():
+        rate = job.flops() / t
+        print(f"| {name} | {t * 1e3:.1f} ms | {base / t:.2f}x | {rate / 1e9:.2f} | {rate / peak:.1%} |")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()

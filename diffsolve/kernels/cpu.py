@@ -1,0 +1,154 @@
+"""CPU batch loops (``numba.njit(parallel=True)``) around the scalar kernels of :mod:`diffsolve.kernels.scalar`.
+
+Every sample (or coordinate pair) is computed by the same compiled scalar code whatever the thread count or the
+batch split, so results are bitwise reproducible across both.  The loops are closures over a stamp (a hash of
+the scalar and noise sources): Numba keys its on-disk cache on closure contents, so editing the scalar code in
+another file still invalidates the cached machine code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..noise import philox
+from . import scalar
+from .scalar import make_kernels
+
+__all__ = ["SOURCE_STAMP", "TILE", "SPAN", "PARALLEL_MIN_SIZE", "advance", "combine", "convert", "fused_gmm"]
+
+SOURCE_STAMP = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (scalar, philox))).hexdigest()[:16]
+
+# Functions taking arrays are inlined into the loops at Numba-IR level: an out-of-line call costs an atomic reference
+# count per array argument, more than a whole tableau row.  Inlined code takes the flags of the loop it lands in.
+# The Philox generator (scalars only: no reference counts) stays a separate function to keep compile times down.
+_k = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit)
+# The fused loop's reductions (the mixture denoiser) vectorise only with reassociation; no nnan/ninf, so inf/NaN
+# semantics are kept.  The combine passes of the generic path stay exact (bitwise the NumPy interpreter's).
+FUSED_FASTMATH = {"reassoc", "contract", "nsz"}
+combine_span = _k.combine_span
+combine_row = _k.combine_row
+convert_span = _k.convert_span
+gmm_predict = _k.gmm_predict
+
+TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
+SPAN = 4096  # the generic passes split rows longer than this into pieces (parallel work items)
+PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
+
+
+def _build(stamp, parallel):
+    """The batch loops.  ``stamp`` is part of Numba's cache key (see the module docstring); the key ignores
+    the ``parallel`` flag, so the serial and parallel builds carry different stamps."""
+    stamp = f"{stamp}/{'parallel' if parallel else 'serial'}"
+
+    def combine_any(out, x, V, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step, inplace):
+        """Rows of ``x`` are pieces of ``pieces = x.shape[0] // sidx.shape[0]`` per sample (see ``combine``)."""
+        if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
+            return
+        w = x.shape[1]
+        pieces = x.shape[0] // sidx.shape[0]
+        for t in prange(x.shape[0]):
+            i = t // pieces
+            combine_span(out, x, V, t, 0, w, (t - i * pieces) * w, A, B, E, C, m, r, fslot, hslot,
+                         seed_lo, seed_hi, sidx[i], step, inplace)
+
+    def convert_any(V, slot, vals, u, fx, fd, tx, td, identity):
+        if stamp == "":
+            return 0
+        bad = 0
+        for t in prange(u.shape[0]):
+            bad += convert_span(V, slot, vals, u, t, 0, u.shape[1], fx, fd, tx, td, identity)
+        return bad
+
+    def advance_any(V, slot, vals, u, fx, fd, tx, td, identity, out, x, A, B, E, C, m, r, fslot, hslot,
+                    seed_lo, seed_hi, sidx, step, inplace):
+        """``convert_any`` then ``combine_any`` row by row in one pass (the Stepper's update): each row's
+        converted model output is still in cache when the combine reads it.  ``u`` and ``out`` may alias."""
+        if stamp == "":
+            return 0
+        w = x.shape[1]
+        pieces = x.shape[0] // sidx.shape[0]
+        bad = 0
+        for t in prange(x.shape[0]):
+            bad += convert_span(V, slot, vals, u, t, 0, w, fx, fd, tx, td, identity)
+            i = t // pieces
+            combine_span(out, x, V, t, 0, w, (t - i * pieces) * w, A, B, E, C, m, r, fslot, hslot,
+                         seed_lo, seed_hi, sidx[i], step, inplace)
+        return bad
+
+    def fused(X, V, U, A, B, E, C, fslot, hslot, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset):
+        """Every step of every sample with the mixture model inlined; tiles of TILE samples in parallel."""
+        if stamp == "":
+            return
+        n = X.shape[0]
+        steps = A.shape[0]
+        S = A.shape[1] - 1
+        K = aux.shape[2] - 2
+        for c in prange((n + TILE - 1) // TILE):
+            ll = np.empty(K, dtype=X.dtype)
+            lo = c * TILE
+            hi = min(n, lo + TILE)
+            for m in range(steps):
+                step = step_offset + m + 1
+                for s in range(S):
+                    for i in range(lo, hi):
+                        combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
+                                    False)
+                        gmm_predict(V, fslot[m, s], U, i, tab, aux, m, s, ll, iso)
+                for i in range(lo, hi):
+                    combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step, True)
+
+    jit = numba.njit(parallel=parallel, cache=True)
+    fast = numba.njit(parallel=parallel, cache=True, fastmath=FUSED_FASTMATH)
+    return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused)
+
+
+_combine_par, _convert_par, _advance_par, fused_gmm = _build(SOURCE_STAMP, True)
+_combine_ser, _convert_ser, _advance_ser, _ = _build(SOURCE_STAMP, False)
+
+
+def _pieces(d: int) -> int:
+    """Pieces per row for the generic passes: row length d / pieces even, near SPAN, dividing d."""
+    if d <= SPAN:
+        return 1
+    for width in range(SPAN, SPAN // 4, -2):
+        if d % width == 0:
+            return d // width
+    return 1
+
+
+def combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step):
+    """out[i] = tableau row ``r`` of step ``m`` for every sample i (``rows``: a plan.Rows).
+
+    Long rows are processed as pieces (reshaped views; the compiled loops index every piece from column 0, which
+    lets LLVM vectorise them) in parallel; the noise keys still use each element's coordinate in its sample.
+    """
+    n, d = x.shape
+    p = _pieces(d)
+    fn = _combine_par if x.size >= PARALLEL_MIN_SIZE else _combine_ser
+    fn(out.reshape(n * p, d // p), x.reshape(n * p, d // p), V.reshape(V.shape[0], n * p, d // p),
+       rows.A, rows.B, rows.E, rows.C, m, r, rows.fslot, rows.hslot, seed_lo, seed_hi, sidx, step, out is x)
+
+
+def advance(V, slot, vals, u, conv, out, x, rows, m, r, seed_lo, seed_hi, sidx, step):
+    """``convert(V, slot, vals, u, conv)`` then ``combine(out, x, V, rows, m, r, ...)`` in one compiled pass."""
+    n, d = x.shape
+    p = _pieces(d)
+    fn = _advance_par if x.size >= PARALLEL_MIN_SIZE else _advance_ser
+    piece = (n * p, d // p)
+    return fn(V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), conv.fx, conv.fd, conv.tx,
+              conv.td, conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
+              rows.fslot, rows.hslot, seed_lo, seed_hi, sidx, step, out is x)
+
+
+def convert(V, slot, vals, u, conv):
+    """V[slot] = model output ``vals`` converted by ``conv`` (a plan.Conversion); returns the non-finite count."""
+    n, d = u.shape
+    p = _pieces(d)
+    fn = _convert_par if u.size >= PARALLEL_MIN_SIZE else _convert_ser
+    return fn(V.reshape(V.shape[0], n * p, d // p), slot, vals.reshape(n * p, d // p), u.reshape(n * p, d // p),
+              conv.fx, conv.fd, conv.tx, conv.td, conv.identity)

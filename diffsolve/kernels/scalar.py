@@ -1,0 +1,389 @@
+"""The scalar math of the compiled runtime, written once as plain Python and compiled for each target.
+
+:func:`make_kernels` applies a decorator (``numba.njit`` for the CPU, ``numba.cuda.jit(device=True)`` for the
+GPU, the identity for plain Python) to every function here, callees included, like
+:func:`diffsolve.noise.make_noise_functions`.  Only the thin batch loops differ between the targets
+(:mod:`diffsolve.kernels.cpu`, :mod:`diffsolve.kernels.cuda`).
+
+Array conventions (the same on every target):
+
+* a state is 2-D ``(n, d)``, addressed ``x[i, j]`` (sample ``i``, flattened coordinate ``j``);
+* ``V (S + M, n, d)`` is the slot stack of stage outputs ``F_s`` and history values ``H_m``; at step ``m``
+  ``F_s`` lives in slot ``fslot[m, s]`` and ``H_q`` in ``hslot[m, q]`` (:func:`~diffsolve.kernels.plan.slot_plan`),
+  so the history shift is a relabelling, not a copy;
+* coefficient arrays are the whole run's ``A (N, S+1)``, ``B (N, S+1, S)``, ``E (N, S+1, M)``,
+  ``C (N, S+1, Q)`` indexed by ``(m, row)``: the functions never slice (slicing in a parallel loop costs an
+  atomic reference count on a shared array);
+* the CUDA fused kernel passes per-thread local arrays with ``n = 1``, ``i = 0``.
+
+The combine follows the NumPy interpreter's floating-point order (``a x``, then the ``B``, ``E`` and ``C`` terms
+in index order, zero coefficients skipped), so in float64 on the CPU it is bitwise identical to it.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..noise.philox import make_noise_functions
+
+__all__ = ["make_kernels", "EXP_UNDERFLOW"]
+
+# Responsibilities below exp(-708) < 2**-1021 (relative to the largest, 1) cannot change any sum they join: they are
+# taken as exactly 0 (libm's exp also takes a slow path for such subnormal results).
+EXP_UNDERFLOW = -708.0
+
+# exp on (-708, 0] as plain arithmetic (so that the K exponentials of a softmax vectorise): Cody-Waite reduction
+# z = n ln2 + r, |r| <= ln2/2, with ln2 split so that n * LN2_HI is exact (fdlibm's constants); Taylor polynomial
+# of degree 13 (truncation < 1e-17 relative); 2**n from a table.  Within ~1 ulp of libm's exp.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_POW2_NEG = np.array([2.0**-k for k in range(1024)])  # 2**-k, k = 0..1023 (all normal numbers)
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(k) for k in range(2, 14))
+
+
+def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
+    """Compile the scalar runtime with ``decorate``; returns a namespace of the compiled functions:
+
+    * ``combine_pair`` (one coordinate pair, accumulated in registers: the GPU's element-wise form),
+      ``combine_span`` / ``combine_row`` (term by term over a run of coordinates: the CPU's and the fused
+      kernels' form; the same bits per element);
+    * ``convert_span`` (a model output converted to the solver's prediction type, with a non-finite count);
+    * ``gmm_predict`` (the exact mixture model for one sample) and its parts.
+
+    ``decorate_fast`` (default ``decorate``) compiles the mixture denoiser's parts and ``decorate_scalar``
+    (default ``decorate``) the Philox generator: the CPU inlines everything else at Numba-IR level but leaves
+    the generator out of line, which halves compile times.  The identity decorator gives plain Python.
+    """
+    fast = decorate_fast or decorate
+    plain = decorate_scalar or decorate
+    noise = make_noise_functions(plain)
+    normal_pair = noise.normal_pair
+
+    def combine_pair(out, x, V, i, b, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step):
+        """Coordinates 2b, 2b+1 of sample i for tableau row r of step m:
+
+        out = A[m,r] x + sum_{s<r} B[m,r,s] F_s + sum_q E[m,r,q] H_q + sum_q C[m,r,q] xi_q, where xi_q is the
+        Philox normal pair of counter (b, sidx, step, q) (one generator call per pair and draw, the numbers of
+        :func:`diffsolve.noise.standard_normal`).  ``out`` may be ``x`` (in place).
+        """
+        d = x.shape[1]
+        j0 = 2 * b
+        j1 = j0 + 1
+        if j1 >= d:
+            j1 = j0
+        a = A[m, r]
+        v0 = a * x[i, j0]
+        v1 = a * x[i, j1]
+        for s in range(r):  # row r < S is stage r (explicit: F_s for s < r); row S is the output
+            c = B[m, r, s]
+            if c != 0:
+                v0 += c * V[fslot[m, s], i, j0]
+                v1 += c * V[fslot[m, s], i, j1]
+        for q in range(E.shape[2]):
+            c = E[m, r, q]
+            if c != 0:
+                v0 += c * V[hslot[m, q], i, j0]
+                v1 += c * V[hslot[m, q], i, j1]
+        for q in range(C.shape[2]):
+            c = C[m, r, q]
+            if c != 0:
+                z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, q)
+                v0 += c * z0
+                v1 += c * z1
+        out[i, j0] = v0
+        if j1 != j0:
+            out[i, j1] = v1
+
+    combine_pair_d = decorate(combine_pair)
+
+    def combine_span(out, x, V, i, jlo, jhi, jkey, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step,
+                     inplace):
+        """``combine_pair`` for coordinates jlo..jhi-1 of row i, term by term: each term is one vector loop (the
+        CPU's and the fused kernels' form).  Row i may be a piece of a sample: its column 0 is the sample's
+        coordinate ``jkey`` (even) for the noise keys.  Every element sees the same operations in the same order
+        as in ``combine_pair``, so both give the same bits (a GPU compiler may contract a*b + c in either).
+        ``inplace`` says that ``out`` is ``x``: the first pass then reads and writes one array, which LLVM
+        vectorises (two names for one array defeat its overlap checks).
+        """
+        a = A[m, r]
+        if inplace:
+            for j in range(jlo, jhi):
+                out[i, j] = a * out[i, j]
+        else:
+            for j in range(jlo, jhi):
+                out[i, j] = a * x[i, j]
+        for s in range(r):
+            c = B[m, r, s]
+            if c != 0:
+                sl = fslot[m, s]
+                for j in range(jlo, jhi):
+                    out[i, j] += c * V[sl, i, j]
+        for q in range(E.shape[2]):
+            c = E[m, r, q]
+            if c != 0:
+                sl = hslot[m, q]
+                for j in range(jlo, jhi):
+                    out[i, j] += c * V[sl, i, j]
+        kb = jkey // 2
+        for q in range(C.shape[2]):
+            c = C[m, r, q]
+            if c != 0:
+                for b in range(jlo // 2, jhi // 2):
+                    z0, z1 = normal_pair(seed_lo, seed_hi, kb + b, sidx & 0xFFFFFFFF, step, q)
+                    out[i, 2 * b] += c * z0
+                    out[i, 2 * b + 1] += c * z1
+                if jhi % 2 == 1:
+                    z0, z1 = normal_pair(seed_lo, seed_hi, kb + jhi // 2, sidx & 0xFFFFFFFF, step, q)
+                    out[i, jhi - 1] += c * z0
+
+    combine_span_d = decorate(combine_span)
+
+    def combine_row(out, x, V, i, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step, inplace):
+        """Tableau row r of step m for every coordinate of sample i (``combine_span`` over the whole row)."""
+        combine_span_d(out, x, V, i, 0, x.shape[1], 0, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx,
+                       step, inplace)
+
+    def convert_span(V, slot, vals, u, i, jlo, jhi, fx, fd, tx, td, identity):
+        """V[slot, i, j] = model output vals[i, j] of type P = fx u + fd D as type P' = tx u + td D, for
+        j = jlo..jhi-1, with the operations of :func:`diffsolve.predictions.convert` (tx = 0, td = 1 gives D
+        exactly).  Returns the number of non-finite model outputs (validation)."""
+        if identity:
+            for j in range(jlo, jhi):
+                V[slot, i, j] = vals[i, j]
+        else:
+            for j in range(jlo, jhi):
+                w = u[i, j]
+                V[slot, i, j] = tx * w + td * ((vals[i, j] - fx * w) / fd)
+        bad = 0
+        for j in range(jlo, jhi):
+            if not math.isfinite(vals[i, j]):
+                bad += 1
+        return bad
+
+    def log_lik_iso(u, i, tab, aux, m, s, ll):
+        """ll[k] = log w_k - 0.5 sum_j [(u_j - a m_kj)^2 / var_k + log(2 pi var_k)], isotropic components."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        k = 0
+        while k + 4 <= K:  # four components per sweep: one load of u_j feeds four distances
+            a0 = aux[m, s, k] - aux[m, s, k]
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            for j in range(d):
+                x = u[i, j]
+                e0 = x - tab[m, s, 0, k, j]
+                e1 = x - tab[m, s, 0, k + 1, j]
+                e2 = x - tab[m, s, 0, k + 2, j]
+                e3 = x - tab[m, s, 0, k + 3, j]
+                a0 += e0 * e0
+                a1 += e1 * e1
+                a2 += e2 * e2
+                a3 += e3 * e3
+            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * a0
+            ll[k + 1] = aux[m, s, k + 1] - tab[m, s, 1, k + 1, 0] * a1
+            ll[k + 2] = aux[m, s, k + 2] - tab[m, s, 1, k + 2, 0] * a2
+            ll[k + 3] = aux[m, s, k + 3] - tab[m, s, 1, k + 3, 0] * a3
+            k += 4
+        while k < K:
+            acc = aux[m, s, k] - aux[m, s, k]
+            for j in range(d):
+                e = u[i, j] - tab[m, s, 0, k, j]
+                acc += e * e
+            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * acc
+            k += 1
+
+    def log_lik_diag(u, i, tab, aux, m, s, ll):
+        """ll[k] = log w_k - 0.5 sum_j [(u_j - a m_kj)^2 / var_kj + log(2 pi var_kj)], diagonal components."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        k = 0
+        while k + 4 <= K:
+            a0 = aux[m, s, k] - aux[m, s, k]
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            for j in range(d):
+                x = u[i, j]
+                e0 = x - tab[m, s, 0, k, j]
+                e1 = x - tab[m, s, 0, k + 1, j]
+                e2 = x - tab[m, s, 0, k + 2, j]
+                e3 = x - tab[m, s, 0, k + 3, j]
+                a0 += e0 * e0 * tab[m, s, 1, k, j]
+                a1 += e1 * e1 * tab[m, s, 1, k + 1, j]
+                a2 += e2 * e2 * tab[m, s, 1, k + 2, j]
+                a3 += e3 * e3 * tab[m, s, 1, k + 3, j]
+            ll[k] = aux[m, s, k] - a0
+            ll[k + 1] = aux[m, s, k + 1] - a1
+            ll[k + 2] = aux[m, s, k + 2] - a2
+            ll[k + 3] = aux[m, s, k + 3] - a3
+            k += 4
+        while k < K:
+            acc = aux[m, s, k] - aux[m, s, k]
+            for j in range(d):
+                e = u[i, j] - tab[m, s, 0, k, j]
+                acc += e * e * tab[m, s, 1, k, j]
+            ll[k] = aux[m, s, k] - acc
+            k += 1
+
+    log_lik_iso_d = fast(log_lik_iso)
+    log_lik_diag_d = fast(log_lik_diag)
+
+    def exp_nonpositive(z):
+        """exp(z) for z <= 0 within ~1 ulp, 0 below EXP_UNDERFLOW; branch-free so that loops over it vectorise."""
+        zc = max(z, EXP_UNDERFLOW)
+        n = math.floor(zc * _INV_LN2 + 0.5)
+        r = (zc - n * _LN2_HI) - n * _LN2_LO
+        p = _E13
+        p = p * r + _E12
+        p = p * r + _E11
+        p = p * r + _E10
+        p = p * r + _E9
+        p = p * r + _E8
+        p = p * r + _E7
+        p = p * r + _E6
+        p = p * r + _E5
+        p = p * r + _E4
+        p = p * r + _E3
+        p = p * r + _E2
+        p = p * r + 1.0
+        p = p * r + 1.0
+        e = p * _POW2_NEG[int(-n)]
+        if z < EXP_UNDERFLOW:
+            e = 0.0
+        return e
+
+    exp_nonpositive_d = decorate(exp_nonpositive)
+
+    def softmax_inplace(ll):
+        """ll <- exp(ll - max) (0 below exp(EXP_UNDERFLOW)); returns their sum (log-sum-exp)."""
+        K = ll.shape[0]
+        mx = ll[0]
+        for k in range(1, K):
+            mx = max(mx, ll[k])
+        for k in range(K):
+            ll[k] = exp_nonpositive_d(ll[k] - mx)
+        tot = ll[0]
+        for k in range(1, K):
+            tot += ll[k]
+        return tot
+
+    softmax_d = decorate(softmax_inplace)
+
+    def posterior_iso(V, slot, u, i, tab, m, s, ll, inv, cx, cd):
+        """Isotropic components: D = sum_k r_k p0_k + (sum_k r_k g_k) u; V[slot, i] = c_x u + c_D D.
+
+        Components go four at a time (one pass over the output row per four), blocks of zeros are skipped; the
+        first block assigns instead of accumulating."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        gsum = inv - inv
+        first = True
+        k = 0
+        while k < K:
+            if k + 4 <= K:
+                if ll[k] != 0 or ll[k + 1] != 0 or ll[k + 2] != 0 or ll[k + 3] != 0:
+                    r0 = ll[k] * inv
+                    r1 = ll[k + 1] * inv
+                    r2 = ll[k + 2] * inv
+                    r3 = ll[k + 3] * inv
+                    gsum += (r0 * tab[m, s, 3, k, 0] + r1 * tab[m, s, 3, k + 1, 0]
+                             + r2 * tab[m, s, 3, k + 2, 0] + r3 * tab[m, s, 3, k + 3, 0])
+                    if first:
+                        for j in range(d):
+                            V[slot, i, j] = (r0 * tab[m, s, 2, k, j] + r1 * tab[m, s, 2, k + 1, j]
+                                             + r2 * tab[m, s, 2, k + 2, j] + r3 * tab[m, s, 2, k + 3, j])
+                    else:
+                        for j in range(d):
+                            V[slot, i, j] += (r0 * tab[m, s, 2, k, j] + r1 * tab[m, s, 2, k + 1, j]
+                                              + r2 * tab[m, s, 2, k + 2, j] + r3 * tab[m, s, 2, k + 3, j])
+                    first = False
+                k += 4
+            else:
+                if ll[k] != 0:
+                    r = ll[k] * inv
+                    gsum += r * tab[m, s, 3, k, 0]
+                    if first:
+                        for j in range(d):
+                            V[slot, i, j] = r * tab[m, s, 2, k, j]
+                    else:
+                        for j in range(d):
+                            V[slot, i, j] += r * tab[m, s, 2, k, j]
+                    first = False
+                k += 1
+        gx = cx + cd * gsum
+        for j in range(d):
+            V[slot, i, j] = cd * V[slot, i, j] + gx * u[i, j]
+
+    def posterior_diag(V, slot, u, i, tab, m, s, ll, inv, cx, cd):
+        """Diagonal components: D = sum_k r_k (p0_k + g_k u); V[slot, i] = c_x u + c_D D (blocks as above)."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        for j in range(d):
+            V[slot, i, j] = inv - inv
+        k = 0
+        while k < K:
+            if k + 4 <= K:
+                if ll[k] != 0 or ll[k + 1] != 0 or ll[k + 2] != 0 or ll[k + 3] != 0:
+                    r0 = ll[k] * inv
+                    r1 = ll[k + 1] * inv
+                    r2 = ll[k + 2] * inv
+                    r3 = ll[k + 3] * inv
+                    for j in range(d):
+                        x = u[i, j]
+                        V[slot, i, j] += (r0 * (tab[m, s, 2, k, j] + tab[m, s, 3, k, j] * x)
+                                          + r1 * (tab[m, s, 2, k + 1, j] + tab[m, s, 3, k + 1, j] * x)
+                                          + r2 * (tab[m, s, 2, k + 2, j] + tab[m, s, 3, k + 2, j] * x)
+                                          + r3 * (tab[m, s, 2, k + 3, j] + tab[m, s, 3, k + 3, j] * x))
+                k += 4
+            else:
+                if ll[k] != 0:
+                    r = ll[k] * inv
+                    for j in range(d):
+                        V[slot, i, j] += r * (tab[m, s, 2, k, j] + tab[m, s, 3, k, j] * u[i, j])
+                k += 1
+        for j in range(d):
+            V[slot, i, j] = cx * u[i, j] + cd * V[slot, i, j]
+
+    posterior_iso_d = fast(posterior_iso)
+    posterior_diag_d = fast(posterior_diag)
+
+    def gmm_predict(V, slot, u, i, tab, aux, m, s, ll, iso):
+        """V[slot, i, :] = exact mixture model output at u[i, :] in the solver's parameterisation.
+
+        Responsibilities r = softmax(ll) of the component log-likelihoods (log-sum-exp), posterior mean
+        D = sum_k r_k (m_k + g_k (u - a m_k)), output c_x u + c_D D.  ``tab[m, s]`` is the stage table
+        ``(4, K, d)`` = (a m, 0.5/var_t, m sigma^2/var_t, a v/var_t) and ``aux[m, s]`` = (log normalisers (K),
+        c_x, c_D) from :func:`~diffsolve.kernels.plan.gmm_stage_tables`; ``ll`` is a scratch vector of length
+        K; ``iso`` selects the isotropic-component fast path (columns of 0.5/var_t and a v/var_t constant).
+        """
+        if iso:
+            log_lik_iso_d(u, i, tab, aux, m, s, ll)
+        else:
+            log_lik_diag_d(u, i, tab, aux, m, s, ll)
+        tot = softmax_d(ll)
+        inv = (tot / tot) / tot  # 1/tot in the working dtype (no float64 literal on a float32 GPU path)
+        K = ll.shape[0]
+        if iso:
+            posterior_iso_d(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
+        else:
+            posterior_diag_d(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
+
+    return SimpleNamespace(
+        normal_pair=normal_pair,
+        combine_pair=combine_pair_d,
+        combine_span=combine_span_d,
+        combine_row=decorate(combine_row),
+        convert_span=decorate(convert_span),
+        gmm_predict=decorate(gmm_predict),
+        log_lik_iso=log_lik_iso_d,
+        log_lik_diag=log_lik_diag_d,
+        softmax=softmax_d,
+        exp_nonpositive=exp_nonpositive_d,
+        posterior_iso=posterior_iso_d,
+        posterior_diag=posterior_diag_d,
+    )

@@ -1,0 +1,290 @@
+"""Compiled backends against the NumPy interpreter (the oracle): cpu (fused mixture path and generic model path),
+thread-count and batch-split invariance, float32, cuda on Numba's simulator, and the unavailable-backend error.
+
+Registry-driven: every registered solver is checked; a synthetic tableau with several stages, history values and
+noise draws covers solver structures before such solvers are registered.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import diffsolve as ds
+from diffsolve.backends import cpu_backend, numpy_backend
+from diffsolve.errors import DiffsolveError, ModelOutputError
+from diffsolve.models import ModelAdapter
+from diffsolve.tableau import StepTable
+from diffsolve.targets import GaussianMixture, from_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VP = ds.get_schedule("vp-linear")
+GRID = ds.time_grid(VP, 8, "time")
+TGT = from_spec("gmm:d=5,k=6,seed=3")  # isotropic components
+DIAG = GaussianMixture([0.3, 0.5, 0.2], np.random.default_rng(7).standard_normal((3, 4)) * 1.5,
+                       np.random.default_rng(8).uniform(0.05, 0.5, (3, 4)))
+SOLVERS = ds.solvers.solver_names()
+RTOL = 1e-12
+
+
+def _close(a, b, rtol=RTOL):
+    """Relative agreement, scaled by the size of the samples (entries near zero are not relative)."""
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(np.max(np.abs(b))))
+
+
+def _eps_model(tgt):
+    return lambda x, t: tgt.predict(x, t, VP, "eps")
+
+
+def _x0(tgt, n=40, seed=2):
+    return ds.sampling.prior_sample(VP, GRID[0], n, tgt.dim, seed=seed)
+
+
+def synthetic_table(steps=4, stages=3, history=2, noises=2, keep=1, seed=0):
+    """A random explicit tableau with every feature: S stages, M history values, Q draws (sparse)."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.9, 0.2, steps + 1)
+    table = StepTable.empty(steps, stages, history, noises)
+    table.A[:] = rng.uniform(0.5, 1.0, table.A.shape)
+    for i in range(stages + 1):
+        table.B[:, i, :i] = rng.uniform(-0.3, 0.3, (steps, min(i, stages)))
+    table.E[:] = rng.uniform(-0.2, 0.2, table.E.shape) * (rng.random(table.E.shape) < 0.7)
+    table.C[:] = rng.uniform(0.0, 0.2, table.C.shape) * (rng.random(table.C.shape) < 0.6)
+    table.tau[:] = t[:-1, None] + (t[1:] - t[:-1])[:, None] * np.linspace(0, 0.8, stages)[None]
+    return StepTable(table.A, table.B, table.E, table.C, table.tau, keep=keep)
+
+
+# -- cpu against numpy ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("tgt", [TGT, DIAG], ids=["iso", "diag"])
+def test_cpu_fused_matches_numpy(solver, tgt):
+    x0 = _x0(tgt)
+    ref = ds.sample(solver, tgt, VP, GRID, x_init=x0, seed=3, backend="numpy")
+    out = ds.sample(solver, tgt, VP, GRID, x_init=x0, seed=3, backend="cpu")
+    _close(out, ref)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_cpu_generic_matches_numpy(solver):
+    x0 = _x0(TGT)
+    kw = dict(x_init=x0, seed=3, prediction="eps")
+    ref = ds.sample(solver, _eps_model(TGT), VP, GRID, backend="numpy", **kw)
+    out = ds.sample(solver, _eps_model(TGT), VP, GRID, backend="cpu", **kw)
+    np.testing.assert_array_equal(out, ref)  # same arithmetic in the same order: bitwise
+
+
+@pytest.mark.parametrize("prediction", ["data", "eps"])
+def test_synthetic_tableau_both_paths_match_numpy(prediction):
+    """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1: the generic form of DESIGN §3."""
+    table = synthetic_table()
+    x0 = _x0(TGT, n=24)
+    hist = [0.1 * _x0(TGT, n=24, seed=s) for s in (5, 6)]
+    idx = np.arange(100, 124, dtype=np.int64)
+    for model in (ModelAdapter(TGT, VP, prediction), ModelAdapter(_eps_model(TGT), VP, prediction, "eps")):
+        kw = dict(seed=11, sample_index=idx, history=hist, step_offset=2)
+        ref = numpy_backend.run(table, model, x0, **kw)
+        out = cpu_backend.run(table, model, x0, **kw)
+        _close(out, ref)
+
+
+def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
+    """One scalar source: the identity-decorated build equals the compiled CPU build (and pair == span)."""
+    from diffsolve.kernels import cpu as kc
+    from diffsolve.kernels import plan
+    from diffsolve.kernels.scalar import make_kernels
+
+    py = make_kernels(lambda f: f)
+    table = synthetic_table(steps=1)
+    rows = plan.table_rows(table, np.float64)
+    g = plan.gmm_stage_tables(DIAG, VP, table.tau, "eps", np.float64)
+    u = _x0(DIAG, n=2)
+    V = np.random.default_rng(3).standard_normal((5, 2, 4))
+    a, b = V.copy(), V.copy()
+    py.gmm_predict(a, 1, u, 1, g.tab, g.aux, 0, 2, np.empty(3), g.iso)
+    _compiled_predict(kc.gmm_predict, b, u, g.tab, g.aux)
+    np.testing.assert_allclose(a, b, rtol=1e-14)
+    o1, o2 = np.zeros_like(u), np.zeros_like(u)
+    args = (rows.A, rows.B, rows.E, rows.C, 0, 3, rows.fslot, rows.hslot, 5, 1, 77, 4)
+    py.combine_row(o1, u, V, 1, *args, False)
+    for pair in range(2):
+        py.combine_pair(o2, u, V, 1, pair, *args)
+    np.testing.assert_array_equal(o1, o2)
+
+
+@numba.njit
+def _compiled_predict(fn, V, u, tab, aux):
+    fn(V, 1, u, 1, tab, aux, 0, 2, np.empty(3), False)
+
+
+def test_subclassed_target_takes_the_generic_path():
+    class Shifted(GaussianMixture):
+        def denoise(self, x, t, schedule):
+            return super().denoise(x, t, schedule) + 0.25
+
+    tgt = Shifted(TGT.weights, TGT.means, TGT.variances)
+    x0 = _x0(TGT, n=8)
+    ref = ds.sample("ddim", tgt, VP, GRID, x_init=x0, backend="numpy")
+    _close(ds.sample("ddim", tgt, VP, GRID, x_init=x0, backend="cpu"), ref)
+
+
+# -- layout invariance ------------------------------------------------------------------------------------------
+def _thread_split_runs(run):
+    default = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(0, 64)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = run(0, 64)
+        split = np.concatenate([run(0, 23), run(23, 64)])
+    finally:
+        numba.set_num_threads(default)
+    return one, two, split
+
+
+@pytest.mark.parametrize("path", ["fused", "generic", "synthetic", "generic-parallel"])
+def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
+    x0 = _x0(TGT, n=64, seed=9)
+    table = synthetic_table(seed=4)
+    big = np.random.default_rng(5).standard_normal((64, 1, 32, 32))  # above PARALLEL_MIN_SIZE
+
+    def run(lo, hi):
+        if path == "generic-parallel":
+            return ds.sample("ddpm", lambda x, t: -0.3 * x, VP, GRID[:3], x_init=big[lo:hi], seed=1, sample_offset=lo,
+                             backend="cpu", prediction="eps")
+        if path == "synthetic":
+            return cpu_backend.run(table, ModelAdapter(TGT, VP, "data"), x0[lo:hi], seed=1,
+                                   sample_index=np.arange(lo, hi, dtype=np.int64))
+        model = TGT if path == "fused" else _eps_model(TGT)
+        return ds.sample("ddpm", model, VP, GRID, x_init=x0[lo:hi], seed=1, sample_offset=lo, backend="cpu",
+                         prediction=None if path == "fused" else "eps")
+
+    one, two, split = _thread_split_runs(run)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, split)
+
+
+def test_cpu_float32_and_image_shaped_states():
+    """float32 states compute in float32 (generic path here; the fused float32 kernel is checked on the CUDA
+    simulator, the CPU one would only add a long compile); (n, c, h, w) states key noise by flattened coordinate."""
+    x0 = _x0(TGT, n=16)
+    table = ds.get_solver("ddpm").table(VP, GRID)
+    model = ModelAdapter(_eps_model(TGT), VP, "data", "eps")
+    ref = numpy_backend.run(table, model, x0, seed=0, sample_index=np.arange(16))
+    out32 = cpu_backend.run(table, model, x0.astype(np.float32), seed=0, sample_index=np.arange(16))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    model = ModelAdapter(lambda x, t: -0.3 * x, VP, "data", "eps")
+    for shape in ((3, 2, 3, 4), (2, 2, 64, 64)):  # the second is processed as two pieces per sample
+        img = np.random.default_rng(1).standard_normal(shape)
+        kw = dict(seed=4, sample_index=np.arange(1, shape[0] + 1))
+        np.testing.assert_array_equal(cpu_backend.run(table, model, img, **kw),
+                                      numpy_backend.run(table, model, img, **kw))
+
+
+def test_cpu_generic_path_validates_model_outputs():
+    x0 = _x0(TGT, n=4)
+    with pytest.raises(ModelOutputError, match="NaN/inf"):
+        ds.sample("ddim", lambda x, t: x * np.nan, VP, GRID, x_init=x0, prediction="eps", backend="cpu")
+    with pytest.raises(ModelOutputError, match="shape"):
+        ds.sample("ddim", lambda x, t: x[:, :2], VP, GRID, x_init=x0, prediction="eps", backend="cpu")
+
+
+def test_cpu_rejects_bad_inputs_with_clear_errors():
+    table = ds.get_solver("ddim").table(VP, GRID)
+    model = ModelAdapter(TGT, VP, "data")
+    with pytest.raises(DiffsolveError, match="float32 or float64"):
+        cpu_backend.run(table, model, np.zeros((2, 5), dtype=np.int64), seed=0, sample_index=np.arange(2))
+    with pytest.raises(DiffsolveError, match="sample_index has 3 entries"):
+        cpu_backend.run(table, model, np.zeros((2, 5)), seed=0, sample_index=np.arange(3))
+
+
+# -- cuda -------------------------------------------------------------------------------------------------------
+def _python(script, env_extra):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda is not installed")
+def test_cuda_simulator_matches_numpy():
+    """Small cases on Numba's CUDA simulator (a subprocess: the variable must be set before numba.cuda loads)."""
+    script = """
+    import numpy as np, diffsolve as ds
+    from numba import cuda
+    from diffsolve.backends import cuda_backend, numpy_backend
+    from diffsolve.models import ModelAdapter
+    from diffsolve.targets import from_spec
+    from tests.test_backends import synthetic_table, DIAG
+    VP = ds.get_schedule("vp-linear"); grid = ds.time_grid(VP, 3, "time")
+    def close(a, b, what):
+        err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        assert err < 1e-12, (what, err)
+    tgt = from_spec("gmm:d=3,k=5,seed=1")
+    x0 = ds.sampling.prior_sample(VP, grid[0], 6, 3, seed=2)
+    dev_eps = lambda x, t: cuda.to_device(tgt.predict(x.copy_to_host(), t, VP, "eps"))
+    host_eps = lambda x, t: tgt.predict(x.copy_to_host(), t, VP, "eps")   # NumPy outputs are accepted too
+    for solver in ds.solvers.solver_names():
+        ref = ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3)
+        close(ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3, backend="cuda"), ref, solver + " fused")
+        for model in (dev_eps, host_eps):
+            close(ds.sample(solver, model, VP, grid, x_init=x0, seed=3, backend="cuda", prediction="eps"), ref,
+                  solver + " generic")
+    table = synthetic_table(steps=2)
+    x1 = ds.sampling.prior_sample(VP, 0.9, 4, 4, seed=5)
+    hist = [0.1 * x1[::-1], -0.2 * x1]
+    kw = dict(seed=7, sample_index=np.arange(10, 14), history=hist, step_offset=2)
+    ref = numpy_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw)
+    close(cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw), ref, "synthetic fused")
+    out32 = cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1.astype(np.float32), **kw)
+    assert out32.dtype == np.float32 and np.max(np.abs(out32 - ref)) < 1e-4 * np.max(np.abs(ref))
+    from diffsolve.kernels import cuda as kc
+    kc.SHARED_BYTES = 0  # the fallback reading the stage tables from global memory
+    kc.fused_kernel.cache_clear()
+    close(cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw), ref, "synthetic fused, no shared")
+    print("ok")
+    """
+    proc = _python(script, {"NUMBA_ENABLE_CUDASIM": "1"})
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_cuda_unavailable_error_names_the_fix():
+    no_gpu = """
+    import diffsolve as ds
+    from diffsolve.errors import DiffsolveError
+    try:
+        from numba import cuda
+        gpu = cuda.is_available()
+    except ImportError:
+        gpu = False
+    if not gpu:  # no GPU (or no numba-cuda) here: the real error
+        try:
+            ds.backends.resolve("cuda")
+        except DiffsolveError as exc:
+            msg = str(exc)
+            assert "NUMBA_ENABLE_CUDASIM=1" in msg and ("diffsolve[cuda]" in msg or "backend='cpu'" in msg), msg
+        else:
+            raise AssertionError("resolve('cuda') did not raise")
+    print("ok")
+    """
+    no_numba_cuda = """
+    import sys
+    sys.modules["numba.cuda"] = None  # as if numba-cuda were not installed
+    import diffsolve as ds
+    from diffsolve.errors import DiffsolveError
+    try:
+        ds.backends.resolve("cuda")
+    except DiffsolveError as exc:
+        assert 'pip install "diffsolve[cuda]"' in str(exc) and "NUMBA_ENABLE_CUDASIM=1" in str(exc), str(exc)
+    else:
+        raise AssertionError("resolve('cuda') did not raise without numba.cuda")
+    print("ok")
+    """
+    for script in (no_gpu, no_numba_cuda):
+        proc = _python(script, {})
+        assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
