@@ -1,0 +1,152 @@
+"""The shipped catalog is fresh (re-derived here), regeneration is deterministic, on-demand generation works
+(cache dir, atomic concurrent writes, Numba cache), and the index is consistent."""
+
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from diffsolve import _generated
+from diffsolve.codegen import catalog
+from diffsolve.codegen.emit import cache_dir, content_hash, generate, load, module_source
+from diffsolve.symbolic.multistep import derive_multistep
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(5)
+
+
+def _sample_fill(module, n=5):
+    """Coefficient tables of ``module`` at random step variables (pure-Python fill)."""
+    S, M, Q = module.STAGES, module.HISTORY, module.NOISES
+    rng = np.random.default_rng(11)
+    h = 10 ** rng.uniform(-6, 0.8, n)
+    r = rng.uniform(0.5, 2.0, (n, M))
+    la, ls = -rng.uniform(0, 2, (n, S + 1)), -rng.uniform(0, 2, (n, S + 1))
+    params = np.array(module.DEFAULTS, dtype=float)
+    out = (np.zeros((n, S + 1)), np.zeros((n, S + 1, S)), np.zeros((n, S + 1, M)), np.zeros((n, S + 1, Q)))
+    module.fill(h, r, la, ls, params, *out)
+    return out
+
+
+def test_catalog_is_fresh(tmp_path):
+    files = catalog.render()
+    installed = sp.__version__
+    for name, fresh in files.items():
+        path = catalog.GENERATED_DIR / name
+        assert path.exists(), f"{name} is missing: run {catalog.COMMAND}"
+        text = path.read_text(encoding="utf-8")
+        pinned = re.search(r"^# SymPy version: (\S+)$", text, re.M).group(1)
+        if pinned == installed:
+            assert text == fresh, f"{name} is stale: run {catalog.COMMAND}"
+        if name == "__init__.py":
+            continue
+        # values at sample points (the comparison used when the installed SymPy differs from the pinned one)
+        (tmp_path / name).write_text(fresh, encoding="utf-8")
+        shipped, regenerated = load(path), load(tmp_path / name)
+        for a, b in zip(_sample_fill(shipped), _sample_fill(regenerated)):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+
+
+def test_index_is_consistent():
+    assert set(_generated.INDEX) == set(catalog.CATALOG)
+    for key in catalog.CATALOG:
+        m = _generated.load(key)
+        family, k, prediction, sde, variant = key
+        assert (m.FAMILY, m.K, m.PREDICTION, m.SDE, m.VARIANT) == key
+        assert m.NFE_PER_STEP == m.STAGES and m.KEEP == 0 and m.STOCHASTIC == (m.NOISES > 0)
+        assert len(m.PARAMS) == len(m.DEFAULTS) and len(m.fractions(np.array(m.DEFAULTS))) == m.STAGES
+        text = Path(m.__file__).read_text(encoding="utf-8")
+        assert re.search(r"^# Content hash: ([0-9a-f]{64})$", text, re.M).group(1) == m.CONTENT_HASH
+        assert text.startswith("# DO NOT EDIT") and f"# Regenerate: {catalog.COMMAND}" in text
+        assert "sympy" not in re.sub(r"^#.*$|^\"\"\"[\s\S]*?\"\"\"", "", text, flags=re.M).lower()
+    with pytest.raises(KeyError, match="no shipped module"):
+        _generated.load(("multistep", 9, "data", False, "exact"))
+
+
+def test_regeneration_is_deterministic():
+    first = catalog.render(keys=catalog.CATALOG[:3])
+    second = catalog.render(keys=catalog.CATALOG[:3])
+    assert first == second
+    # a fresh interpreter with another hash seed prints the same bytes
+    code = (
+        "import sys; from diffsolve.codegen import catalog; from diffsolve.codegen.emit import module_source;"
+        "sys.stdout.write(module_source(catalog.derive(('singlestep', 3, 'data', False, 'interp')), "
+        "regenerate=catalog.COMMAND))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "4242", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout == catalog.render(keys=[("singlestep", 3, "data", False, "interp")])["dpmpp_3s_interp_data.py"]
+
+
+def test_content_hash_covers_the_key_and_body():
+    tab = derive_multistep(2)
+    text = module_source(tab)
+    body_start = text.index("import math")
+    assert content_hash(tab, "x") != content_hash(tab, "y")
+    published = derive_multistep(2, variant="published")
+    assert module_source(published) != text and tab.variant in text and "CONTENT_HASH" in text[body_start:]
+
+
+def test_on_demand_k6_into_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFSOLVE_CACHE_DIR", str(tmp_path / "cache"))
+    start = time.perf_counter()
+    path = generate(derive_multistep(6, "data", False))
+    elapsed = time.perf_counter() - start
+    print(f"on-demand derivation + generation of k = 6: {elapsed:.2f} s")
+    assert path.parent == tmp_path / "cache" and path.name.startswith("dpmpp_6m_exact_data_")
+    m = load(path)
+    assert load(path) is m and m.HISTORY == 5 and m.ORDER == 6
+    A, B, E, C = _sample_fill(m, n=3)
+    # constants are integrated exactly: sum_j W_j = psi_0(h) -> B + sum E = alpha (1 - e^{-h}) with the sample nodes
+    assert np.all(np.isfinite(B)) and np.all(np.isfinite(E))
+    assert generate(derive_multistep(6, "data", False)) == path  # same content -> same file, not rewritten
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIFFSOLVE_CACHE_DIR", str(tmp_path / "a"))
+    assert cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("DIFFSOLVE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "diffsolve"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "diffsolve"
+
+
+def _generate_in(directory):
+    return str(generate(catalog.derive(("multistep", 3, "data", True, "exact")), directory))
+
+
+def test_concurrent_generation_is_atomic(tmp_path):
+    catalog.derive(("multistep", 3, "data", True, "exact"))  # derived once; forked workers inherit the cache
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        paths = list(pool.map(_generate_in, [tmp_path] * 8))
+    assert len(set(paths)) == 1
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [Path(paths[0]).name], files  # no temp files left behind
+    expected = module_source(catalog.derive(("multistep", 3, "data", True, "exact")))
+    assert Path(paths[0]).read_text(encoding="utf-8") == expected
+
+
+def test_numba_cache_is_reused(tmp_path):
+    path = generate(derive_multistep(2, "data", True), tmp_path)
+    code = (
+        "import sys, numpy as np; from diffsolve.codegen.emit import load;"
+        f"m = load({str(path)!r}); n = 2;"
+        "m.fill_jit(np.ones(n), np.ones((n, 1)), np.zeros((n, 2)), np.zeros((n, 2)), np.ones(1),"
+        " np.zeros((n, 2)), np.zeros((n, 2, 1)), np.zeros((n, 2, 1)), np.zeros((n, 2, 1)));"
+        "print(sum(m.fill_jit.stats.cache_hits.values()))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["0", "1"]
+    assert any(p.suffix == ".nbi" for p in (tmp_path / "__pycache__").iterdir())
