@@ -1,11 +1,12 @@
 """diffsolve: diffusion-model samplers whose coefficients SymPy derives and Numba compiles.
 
 Public surface (DESIGN.md §4): get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample,
-order_study.
+order_study, derive.
 """
 
 from . import targets
 from .accuracy import OrderStudy, order_study
+from .derive import derive
 from .errors import DiffsolveError, ModelOutputError
 from .grids import time_grid
 from .sampling import sample
@@ -20,6 +21,7 @@ __all__ = [
     "OrderStudy",
     "Schedule",
     "Solver",
+    "derive",
     "get_schedule",
     "get_solver",
     "list_schedules",

@@ -21,7 +21,7 @@ def _schedule(args):
         if not (args.alpha and args.sigma):
             raise DiffsolveError("pass both --alpha and --sigma for a user schedule")
         return Schedule.from_expr(alpha=args.alpha, sigma=args.sigma)
-    return get_schedule(args.schedule)
+    return get_schedule(args.schedule or "vp-linear")
 
 
 def _steps_list(text):
@@ -48,7 +48,10 @@ def cmd_solvers(args):
     if args.json:
         print(json.dumps({"solvers": rows, "patterns": [ex for _, _, ex in _PATTERNS]}, indent=2))
         return 0
-    _print_table(rows, ["name", "order", "strong_order", "stochastic", "nfe_per_step", "prediction", "variant", "reference"])
+    short = [{**r, "reference": r["reference"][:48] + ("..." if len(r["reference"]) > 48 else ""),
+              "order": f"{r['order']}{'?' if r['uncertain'] else ''}"} for r in rows]
+    _print_table(short, ["name", "variant", "order", "strong_order", "stochastic", "nfe_per_step", "prediction", "reference"])
+    print("\norder: ODE global order, or weak order for stochastic solvers ('?': measured, not proven)")
     if _PATTERNS:
         print("\nparameterised names: " + ", ".join(ex for _, _, ex in _PATTERNS))
     return 0
@@ -136,6 +139,57 @@ def cmd_order(args):
     return 0
 
 
+def cmd_derive(args):
+    from .derive import derive, symbolic_tableau
+
+    sch = _schedule(args) if (args.alpha or args.sigma or args.schedule) else None
+    start = time.perf_counter()
+    solver = derive(args.family, args.order, args.prediction, args.sde, args.variant, schedule=sch)
+    elapsed = time.perf_counter() - start
+    tab = symbolic_tableau(args.family, args.order, args.prediction, args.sde, args.variant)
+    printer = _latex_printer() if args.latex else str
+    coefficients = {}
+    for label, mat in (("A", tab.a), ("B", tab.b), ("E", tab.e), ("C", tab.c)):
+        for index in range(len(mat)):
+            i, j = divmod(index, mat.cols) if mat.cols else (index, 0)
+            if mat[index] != 0:
+                key = f"{label}[{i}]" if label == "A" else f"{label}[{i},{j}]"
+                coefficients[key] = printer(mat[index])
+    module = solver.extra.get("module")
+    if args.out:
+        from .codegen.emit import generate
+
+        module = str(generate(tab, args.out))
+    report = {"family": args.family, "name": solver.name, "variant": solver.variant, "prediction": solver.prediction,
+              "sde": args.sde, "order": solver.order, "strong_order": solver.strong_order,
+              "nfe_per_step": solver.nfe_per_step, "stages": solver.stages, "history": solver.history,
+              "noises": solver.noises, "params": dict(zip(solver.param_names, solver.params)), "module": module,
+              "seconds": elapsed, "symbols": "h: log-SNR step; r_j: history ratios; la_p, ls_p: log alpha, log sigma "
+              "at node p (0 = start, S = end); psi_q / psi~_q: exponential moment functions (spec §3.2)",
+              "coefficients": coefficients}
+    if sch is not None:
+        c = getattr(sch, "calculus", None)
+        report["schedule"] = {"name": sch.name, **({"lam(t)": printer(c.lam), "t(lam)": printer(c.t_of_lam) if c.t_of_lam is not None else "Newton solve",
+                                                   "f(t)": printer(c.f), "g2(t)": printer(c.g2)} if c else {})}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{solver.name} ({solver.variant}, {solver.prediction} prediction{', SDE' if args.sde else ''}): declared order "
+          f"{solver.order}, {solver.nfe_per_step} NFE/step, S={solver.stages} M={solver.history} Q={solver.noises}")
+    print(f"module: {module}  ({elapsed:.2f} s)")
+    for key, value in coefficients.items():
+        print(f"  {key} = {value}")
+    for key, value in report.get("schedule", {}).items():
+        print(f"  schedule {key}: {value}")
+    return 0
+
+
+def _latex_printer():
+    import sympy as sp
+
+    return sp.latex
+
+
 def _common(p, sched=True):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if sched:
@@ -162,6 +216,19 @@ def build_parser():
     p.add_argument("--out", help="save samples to FILE.npy")
     _common(p)
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("derive", help="derive (or load) a solver of any order; print its coefficients")
+    p.add_argument("family", help="dpmpp-multistep, dpm-solver-multistep, dpmpp-singlestep, dpm-solver-singlestep")
+    p.add_argument("--order", type=int, required=True)
+    p.add_argument("--prediction", choices=["data", "eps"], help="default: the family's parameterisation")
+    p.add_argument("--sde", action="store_true", help="reverse-SDE (eta) version")
+    p.add_argument("--variant", default="exact", help="exact (default) or published")
+    p.add_argument("--latex", action="store_true", help="print coefficients as LaTeX")
+    p.add_argument("--out", help="also write the generated module into this directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--schedule", help="catalog schedule whose derived quantities to show")
+    p.add_argument("--alpha", help="user schedule alpha(t) (with --sigma)")
+    p.add_argument("--sigma", help="user schedule sigma(t) (with --alpha)")
+    p.set_defaults(func=cmd_derive)
     p = sub.add_parser("order", help="measure empirical orders on exact Gaussian laws")
     p.add_argument("--solver", required=True, help="one or more names, comma-separated")
     p.add_argument("--target", required=True)

@@ -156,6 +156,10 @@ class ExprSchedule(Schedule):
         self._dlam = calc.numpy_function(c.dlam_dt, calc.T)
         self._f = calc.numpy_function(c.f, calc.T)
         self._dls = calc.numpy_function(c.dlog_sigma_dt, calc.T)
+        import sympy as sp
+
+        # d alpha/dt directly (finite where alpha = 0, e.g. flow at t = 1, unlike alpha * f)
+        self._dalpha = calc.numpy_function(sp.diff(sp.exp(c.log_alpha), calc.T), calc.T)
         self._inverse = calc.numpy_function(c.t_of_lam, calc.LAM) if c.t_of_lam is not None else None
         if self._inverse is None:
             self._newton = _NewtonInverse(self)
@@ -186,6 +190,9 @@ class ExprSchedule(Schedule):
 
     def f(self, t):
         return self._eval(self._f, self._check_t(t))
+
+    def dalpha_dt(self, t):
+        return self._eval(self._dalpha, self._check_t(t))
 
     def dlog_sigma_dt(self, t):
         t = self._check_t(t)

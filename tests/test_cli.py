@@ -47,10 +47,12 @@ def test_solvers_table(capsys):
     rc, out, err = _run(capsys, ["solvers"])
     assert rc == 0 and err == ""
     header, rule, *rows = out.strip().splitlines()
-    assert header.split()[:2] == ["name", "order"]
+    assert header.split()[:3] == ["name", "variant", "order"]
     assert set(rule.replace(" ", "")) == {"-"}
-    by_name = {r.split()[0]: r.split() for r in rows if r.strip() and not r.startswith("parameterised")}
-    assert by_name["ddim"][1] == "1" and by_name["ddpm"][1] == "1"
+    table = [r.split() for r in rows if r.strip() and r.split()[1] in ("exact", "published")]
+    by_name = {(r[0], r[1]): r for r in table}
+    assert by_name[("ddim", "exact")][2] == "1" and by_name[("ddpm", "exact")][2] == "1"
+    assert by_name[("dpmpp-3m", "exact")][2] == "3" and by_name[("dpmpp-3m", "published")][2] == "2"
 
 
 def test_solvers_json(capsys):

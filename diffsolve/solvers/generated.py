@@ -31,17 +31,29 @@ def tableau_module(family: str, order: int, prediction: str, sde: bool, variant:
 
 
 def _generate(key):
-    """Derive, check, emit and load a tableau that the shipped catalog lacks (imports SymPy; disk-cached)."""
-    from ..codegen.emit import generate, load
+    """Derive, check, emit and load a tableau that the shipped catalog lacks.
+
+    The user cache keeps, next to each content-hashed module, a pointer file named by the key (and the
+    generator version): a second request loads the cached module without deriving again.
+    """
+    from ..codegen.emit import GENERATOR_VERSION, cache_dir, generate, load, write_atomic
+
+    family, order, prediction, sde, variant = key
+    pointer = cache_dir() / f"{family}-{order}-{prediction}-{'sde' if sde else 'ode'}-{variant}-g{GENERATOR_VERSION}.key"
+    if pointer.exists():
+        cached = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+        if cached.is_file():
+            return load(cached)
     from ..symbolic.multistep import derive_multistep
     from ..symbolic.singlestep import derive_singlestep
 
-    family, order, prediction, sde, variant = key
     derivations = {"multistep": lambda: derive_multistep(order, prediction, sde, variant),
                    "singlestep": lambda: derive_singlestep(order, prediction, variant)}
     if family not in derivations:
         raise DiffsolveError(f"unknown tableau family {family!r}; expected one of {', '.join(derivations)}")
-    return load(generate(derivations[family]()))
+    path = generate(derivations[family]())
+    write_atomic(pointer, path.name)
+    return load(path)
 
 
 def solver_from_modules(name: str, modules, *, family: str, order: int, variant: str, reference: str,
@@ -54,7 +66,8 @@ def solver_from_modules(name: str, modules, *, family: str, order: int, variant:
         stochastic=bool(full.STOCHASTIC), stages=full.STAGES, history=full.HISTORY, noises=full.NOISES,
         fills=tuple(Builder(m.fill, m.fill_jit) for m in modules), fractions=full.fractions,
         param_names=tuple(full.PARAMS), params=tuple(float(v) for v in full.DEFAULTS), strong_order=strong_order,
-        reference=reference, variant=variant, uncertain=uncertain, description=description, extra=extra or {},
+        reference=reference, variant=variant, uncertain=uncertain, description=description,
+        extra={"module": getattr(full, "__file__", None), **(extra or {})},
     )
 
 
@@ -141,3 +154,22 @@ register("ddim", _first_order("ddim", False, "Song, Meng, Ermon, DDIM, ICLR 2021
                               "DDIM = DPM-Solver-1: exact linear part, model held constant over the step"))
 register("ddpm", _first_order("ddpm", True, "Ho, Jain, Abbeel, DDPM, NeurIPS 2020 (arXiv 2006.11239)",
                               "ancestral step = posterior q(x_t | x_s, x_0 = D) at eta = 1, any schedule"))
+
+
+def _register_shipped():
+    """Register every solver the shipped catalog provides (lazy factories; nothing is imported here)."""
+    index = importlib.import_module("diffsolve._generated").INDEX
+    for family, k, prediction, sde, variant in index:
+        if family == "multistep":
+            name = ("dpmpp" if prediction == "data" else "dpm-solver") + f"-{k}m" + ("-sde" if sde else "")
+            build = (lambda k=k, v=variant, p=prediction, s=sde: multistep_solver(k, v, p, s))
+            key_variant = "exact" if variant == "exact" else "published"
+        else:
+            name = f"dpm-solver-{k}" if prediction == "eps" else f"dpmpp-{k}s"
+            key_variant = "exact" if variant == "interp" else variant
+            build = (lambda k=k, v=key_variant, p=prediction: singlestep_solver(k, v, p))
+        register(name if key_variant == "exact" else f"{name}:{key_variant}", build)
+    register("dpm-solver-1", lambda: singlestep_solver(1, "exact", "eps"))
+
+
+_register_shipped()

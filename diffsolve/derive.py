@@ -1,0 +1,67 @@
+"""``derive(...)``: a solver of any order, derived by SymPy, generated, cached on disk and registered.
+
+Shipped orders load from ``diffsolve/_generated``; any other order is derived and symbolically checked
+(:mod:`diffsolve.symbolic`), printed to a content-hashed module in the user cache (``DIFFSOLVE_CACHE_DIR``) and
+imported; a second call with the same key reuses the cached file.  The weights never depend on the schedule
+(spec §8): a schedule enters only through log alpha and log sigma at the step's nodes, evaluated when a grid is
+tabulated, so ``schedule=`` is validated and recorded, and the returned solver samples on any schedule.
+"""
+
+from __future__ import annotations
+
+from .errors import DiffsolveError
+from .predictions import check_prediction
+from .schedules import Schedule
+from .solvers.generated import multistep_solver, singlestep_solver
+from .solvers.registry import Solver, register
+
+__all__ = ["derive", "FAMILIES", "symbolic_tableau"]
+
+FAMILIES = {
+    "dpmpp-multistep": ("multistep", "data"),
+    "dpm-solver-multistep": ("multistep", "eps"),
+    "dpmpp-singlestep": ("singlestep", "data"),
+    "dpm-solver-singlestep": ("singlestep", "eps"),
+}
+
+
+def _resolve(family: str, prediction: str | None):
+    if family not in FAMILIES:
+        raise DiffsolveError(f"unknown solver family {family!r}; expected one of {', '.join(FAMILIES)}")
+    kind, default = FAMILIES[family]
+    return kind, check_prediction(prediction or default)
+
+
+def derive(family: str, order: int, prediction: str | None = None, sde: bool = False, variant: str = "exact",
+           schedule: Schedule | None = None) -> Solver:
+    """Derive (or load) the ``family`` solver of ``order`` and register it under its name.
+
+    ``family``: ``dpmpp-multistep`` (data prediction), ``dpm-solver-multistep`` (noise prediction),
+    ``dpmpp-singlestep`` / ``dpm-solver-singlestep`` (orders 1-3).  ``sde=True`` gives the reverse-SDE
+    (eta) version of the multistep families.  Returns a :class:`Solver` usable by :func:`diffsolve.sample`.
+    """
+    kind, prediction = _resolve(family, prediction)
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise DiffsolveError(f"order must be a positive integer, got {order!r}")
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}")
+    if kind == "multistep":
+        solver = multistep_solver(order, variant, prediction, sde)
+    else:
+        if sde:
+            raise DiffsolveError("the singlestep families are ODE solvers here; use sde=False (SEEDS covers SDE stages)")
+        solver = singlestep_solver(order, variant, prediction)
+    register(solver.name if variant == "exact" else f"{solver.name}:{variant}", solver)
+    return solver
+
+
+def symbolic_tableau(family: str, order: int, prediction: str | None = None, sde: bool = False,
+                     variant: str = "exact"):
+    """The checked SymPy tableau behind ``derive(...)`` (imports SymPy)."""
+    from .symbolic.multistep import derive_multistep
+    from .symbolic.singlestep import derive_singlestep
+
+    kind, prediction = _resolve(family, prediction)
+    if kind == "multistep" or order == 1:  # the first-order singlestep step is the k = 1 multistep step
+        return derive_multistep(order, prediction, sde, variant)
+    return derive_singlestep(order, prediction, "interp" if variant == "exact" else variant)
