@@ -46,7 +46,8 @@ def main():
         print(f"derived and checked {tab.name} ({variant}, {prediction}): {', '.join(tab.checked)}")
         sections.append(tableau_markdown(tab))
     out = ROOT / "docs" / "derivations" / "multistep.md"
-    out.write_text(document("Multistep exponential integrators (derived)", INTRO, sections), encoding="utf-8")
+    text = document("Multistep exponential integrators (derived)", INTRO, sections, "python derivations/multistep.py")
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
     keys = [key for key in catalog.CATALOG if key[0] == "multistep"]
     for path in catalog.regenerate(keys=keys):

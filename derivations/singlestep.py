@@ -27,7 +27,12 @@ NFE per step = order. The 3S order condition is derived from the local-error ser
 """
 
 TABLEAUX = [
-    *[(k, prediction, variant, False) for k in (2, 3) for prediction in ("data", "eps") for variant in ("published", "interp")],
+    *[
+        (k, prediction, variant, False)
+        for k in (2, 3)
+        for prediction in ("data", "eps")
+        for variant in ("published", "interp")
+    ],
     *[(k, prediction, "published", True) for k in (2, 3) for prediction in ("data", "eps")],
 ]
 
@@ -39,7 +44,8 @@ def main():
         print(f"derived and checked {tab.name} ({variant}, {prediction}): {', '.join(tab.checked)}")
         sections.append(tableau_markdown(tab))
     out = ROOT / "docs" / "derivations" / "singlestep.md"
-    out.write_text(document("Singlestep exponential integrators (derived)", INTRO, sections), encoding="utf-8")
+    text = document("Singlestep exponential integrators (derived)", INTRO, sections, "python derivations/singlestep.py")
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
     keys = [key for key in catalog.CATALOG if key[0] == "singlestep"]
     for path in catalog.regenerate(keys=keys):

@@ -35,9 +35,11 @@ def main():
         fracs = (sy.c1, sy.c2, sp.Integer(1))
         cv.check_cholesky_is_ou(fracs, prediction)
         kernel = cv.node_kernel(prediction, sy.c1 * sy.h)
-        sections.append(f"## {prediction} prediction\n\nkernel at node $f = c_1$: ${sp.latex(kernel, symbol_names=names)}$\n")
+        kernel_tex = sp.latex(kernel, symbol_names=names)
+        sections.append(f"## {prediction} prediction\n\nkernel at node $f = c_1$: ${kernel_tex}$\n")
         sections.append(matrix_markdown("Covariance Cov(N_i, N_j):", cv.ito_covariance(fracs, prediction), names))
-        sections.append(matrix_markdown("Cholesky factor (= OU recursion, checked):", cv.cholesky_factor(fracs, prediction), names))
+        chol = cv.cholesky_factor(fracs, prediction)
+        sections.append(matrix_markdown("Cholesky factor (= OU recursion, checked):", chol, names))
         sections.append(matrix_markdown("Mirrored rule (B):", cv.mirrored_factor(fracs, prediction), names))
         for rule in ("exact", "mirrored"):
             L = cv.noise_factor((sp.Rational(3, 10), 1), prediction, rule)
@@ -49,7 +51,8 @@ def main():
             sections.append(line)
         sections.append("")
     out = ROOT / "docs" / "derivations" / "stochastic_covariance.md"
-    out.write_text(document("Stage-noise covariances (derived)", INTRO, sections), encoding="utf-8")
+    text = document("Stage-noise covariances (derived)", INTRO, sections, "python derivations/stochastic_covariance.py")
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
     keys = [key for key in catalog.CATALOG if key[3]]
     for path in catalog.regenerate(keys=keys):

@@ -606,15 +606,24 @@ def test_order_study_fractional_steps(vp, gauss4):
 @pytest.mark.parametrize("t, frm, to, fragments", [
     (1.0, "eps", "data", ["cannot convert a 'eps' prediction to 'data' at t = ", "1.0", "alpha = 0", "singular",
                           "use a 'data', 'v' or 'flow' model at alpha = 0"]),
-    (1.0, "flow", "data", ["cannot convert a 'flow' prediction to 'data'", "singular"]),
+    (1.0, "score", "data", ["cannot convert a 'score' prediction to 'data'", "singular"]),
     (0.0, "score", "data", ["cannot convert a 'score' prediction", "sigma = 0", "stop the grid before sigma = 0"]),
     (0.0, "data", "eps", ["cannot convert a 'data' prediction to 'eps'", "sigma = 0"]),
-], ids=["eps-at-alpha0", "flow-at-alpha0", "score-at-sigma0", "to-eps-at-sigma0"])
+], ids=["eps-at-alpha0", "score-at-alpha0", "score-at-sigma0", "to-eps-at-sigma0"])
 def test_convert_at_singular_point(t, frm, to, fragments):
     flow = ds.get_schedule("flow")
     x = np.ones((2, 3))
     with np.errstate(all="ignore"), pytest.raises(DiffsolveError, match=_re(*fragments)):
         convert(np.ones((2, 3)), x, t, flow, frm, to)
+
+
+@pytest.mark.parametrize("frm", ["flow", "v", "data"])
+def test_convert_at_alpha_zero_is_fine_for_data_v_flow(frm):
+    """Spec §1.3: at alpha = 0 only data, v and flow outputs determine D (flow: D = x - u; v: D = -v)."""
+    flow = ds.get_schedule("flow")
+    x, out = np.full((2, 3), 0.7), np.full((2, 3), 0.2)
+    expected = {"flow": x - out, "v": -out, "data": out}[frm]
+    np.testing.assert_allclose(convert(out, x, 1.0, flow, frm, "data"), expected, rtol=1e-14)
 
 
 def test_sample_eps_model_from_alpha_zero_raises(tmp_path):

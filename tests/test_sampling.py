@@ -185,3 +185,20 @@ def test_order_study_metrics_and_plot(tmp_path):
     path = kl.plot(tmp_path / "order.png")
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "fitted order" in kl.table()
+
+
+def test_order_condition_of_3s_is_enforced_by_the_registry():
+    """3S is third order only for c2 = 2/3 (spec §4.4); other stage fractions declare the generic order 2."""
+    s = ds.get_solver("dpm-solver-3")
+    assert s.order == 3 and s.with_params(c1=0.25).order == 3 and s.with_params(c2=0.6).order == 2
+    measured = ds.order_study(s.with_params(c2=0.6), from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
+    assert abs(measured.order - 2) <= 0.3, measured.table()
+
+
+def test_noise_prediction_step_to_sigma_zero_is_refused():
+    s = ds.get_schedule("edm")
+    grid = np.concatenate([ds.time_grid(s, 5, "karras"), [0.0]])
+    with pytest.raises(ds.DiffsolveError, match="singular on a step to sigma = 0"):
+        ds.sample("dpm-solver-2m", from_spec("gaussian:d=2"), s, grid, n=3)
+    # data prediction takes the first-order denoise-to-zero step and stays finite
+    assert np.isfinite(ds.sample("dpmpp-3m", from_spec("gaussian:d=2"), s, grid, n=3)).all()

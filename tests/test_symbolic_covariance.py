@@ -61,7 +61,8 @@ def test_mirrored_equals_exact_for_equal_subintervals(prediction):
 
 def test_variance_telescoping_and_marginals():
     # seeds.md §6.1: the OU transfer composes the variances exactly; marginals 1 - e^{-2 eta f h}, eta (e^{2 f h} - 1)
-    for prediction, marginal in (("data", lambda f: 1 - sp.exp(-2 * eta * f * h)), ("eps", lambda f: eta * (sp.exp(2 * f * h) - 1))):
+    marginals = {"data": lambda f: 1 - sp.exp(-2 * eta * f * h), "eps": lambda f: eta * (sp.exp(2 * f * h) - 1)}
+    for prediction, marginal in marginals.items():
         cov = cv.ito_covariance((c1, 1), prediction)
         for i, f in enumerate((c1, 1)):
             assert sp.simplify(cov[i, i] - marginal(f)) == 0

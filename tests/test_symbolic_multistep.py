@@ -123,7 +123,8 @@ def test_published_differences_v06():
         assert _same(sum(w * u**q for w, u in zip(W, nodes)) - sp.factorial(q) * P[q], err)
     # the SDE published forms use the same rule with Z = (1 + eta) h
     Z = (1 + eta) * h
-    diff = _model_part(multistep_weights(2, "data", True)) - _model_part(multistep_weights(2, "data", True, "published"))
+    exact, published = multistep_weights(2, "data", True), multistep_weights(2, "data", True, "published")
+    diff = _model_part(exact) - _model_part(published)
     assert _same(diff, (Psi(1, Z) - Psi(0, Z) / 2) * (F[0] - F[1]) / r1)
 
 

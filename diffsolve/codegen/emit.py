@@ -204,9 +204,11 @@ def generate(tab, directory: str | os.PathLike | None = None) -> Path:
 
 
 def load(path: str | os.PathLike):
-    """Import a generated module from ``path`` under a unique name (``diffsolve_generated_<stem>``)."""
+    """Import a generated module from ``path`` under a unique name (``diffsolve_generated_<stem>_<path tag>``);
+    a second call with the same path returns the same module object."""
     path = Path(path).resolve()
-    name = "diffsolve_generated_" + re.sub(r"[^0-9a-zA-Z_]", "_", path.stem)
+    tag = hashlib.sha256(str(path).encode()).hexdigest()[:8]  # one module per file, whatever its name
+    name = f"diffsolve_generated_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{tag}"
     module = sys.modules.get(name)
     if module is not None and Path(getattr(module, "__file__", "")).resolve() == path:
         return module

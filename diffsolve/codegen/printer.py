@@ -24,7 +24,15 @@ from sympy.printing.pycode import PythonCodePrinter
 from ..symbolic import symbols as sy
 from ..symbolic.psi import Psi, PsiTilde, _Moment
 
-__all__ = ["stable", "psi_threshold", "psi_terms", "psi_helper_name", "psi_helper_source", "print_step", "PrintedStep"]
+__all__ = [
+    "stable",
+    "psi_threshold",
+    "psi_terms",
+    "psi_helper_name",
+    "psi_helper_source",
+    "print_step",
+    "PrintedStep",
+]
 
 HELPER_NAMES = {Psi: "_psi", PsiTilde: "_psit"}
 INDENT = "    "
@@ -57,7 +65,7 @@ def _rewrite_add(add: sp.Add) -> sp.Expr:
 
 def stable(expr: sp.Expr) -> sp.Expr:
     """expm1/log1p rewrites of spec §1.4 / §3.7 (bottom-up, deterministic)."""
-    expr = expr.replace(lambda e: isinstance(e, sp.Add) and any(isinstance(t, sp.Mul) or isinstance(t, sp.exp) for t in e.args), _rewrite_add)
+    expr = expr.replace(lambda e: isinstance(e, sp.Add) and e.has(sp.exp), _rewrite_add)
     return expr.replace(
         lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Add) and sp.S.One in e.args[0].args,
         lambda e: log1p(e.args[0] - 1),
@@ -99,9 +107,8 @@ def psi_helper_source(moment: type, q: int) -> str:
         lines.append(f"{INDENT}return {first}")
         return "\n".join(lines)
     zstar, n_terms = psi_threshold(q), psi_terms(q)
-    lines.append(
-        f'{INDENT}"""{symbol}_{q}(z): {n_terms}-term series below z* = {float(zstar)!r}, upward recursion above (spec §3.7)."""'
-    )
+    doc = f"{symbol}_{q}(z): {n_terms}-term series below z* = {float(zstar)!r}, upward recursion above (spec §3.7)."
+    lines.append(f'{INDENT}"""{doc}"""')
     coeffs = [Fraction(1, factorial(m + q + 1)) for m in range(n_terms)]
     op = "-" if s < 0 else "+"
     lines.append(f"{INDENT}if z < {float(zstar)!r}:")
@@ -227,7 +234,9 @@ def print_step(tab) -> PrintedStep:
     for m, arg in zip(moments, args):
         lines.append(f"{psi_symbols[m].name} = {psi_helper_name(type(m), m.q)}({printer.doprint(arg)})")
     nonzero = [i for i, e in enumerate(exprs) if e != 0]
-    repl, reduced = sp.cse([exprs[i] for i in nonzero], symbols=(sp.Symbol(f"x{i}") for i in counter), order="canonical")
+    repl, reduced = sp.cse(
+        [exprs[i] for i in nonzero], symbols=(sp.Symbol(f"x{i}") for i in counter), order="canonical"
+    )
     for sym, value in repl:
         names[sym] = sym.name
         lines.append(f"{sym.name} = {printer.doprint(value)}")
@@ -236,18 +245,10 @@ def print_step(tab) -> PrintedStep:
         target = f"{array}[n, {', '.join(str(x) for x in index)}]"
         lines.append(f"{target} = {printer.doprint(values.get(i, sp.Integer(0)))}")
 
-    helpers = [psi_helper_source(type(m), q) for m in _unique_helpers(moments) for q in [m.q]]
+    helpers = [psi_helper_source(moment, q) for moment, q in sorted({(type(m), m.q) for m in moments},
+                                                                     key=lambda mq: (mq[0].sign, mq[1]))]
     if safe:
         helpers.append(MUL0_SOURCE)
     param_lines = tuple(f"{sy.NAMES[p]} = params[{i}]" for i, p in enumerate(tab.params))
     fraction_lines = tuple(printer.doprint(sp.sympify(f)) for f in tab.fractions)
     return PrintedStep(tuple(helpers), param_lines, tuple(lines), fraction_lines)
-
-
-def _unique_helpers(moments):
-    seen, out = set(), []
-    for m in sorted(moments, key=lambda m: (m.sign, m.q)):
-        if (type(m), m.q) not in seen:
-            seen.add((type(m), m.q))
-            out.append(m)
-    return out

@@ -67,7 +67,9 @@ def solver_from_modules(name: str, modules, *, family: str, order: int, variant:
         fills=tuple(Builder(m.fill, m.fill_jit) for m in modules), fractions=full.fractions,
         param_names=tuple(full.PARAMS), params=tuple(float(v) for v in full.DEFAULTS), strong_order=strong_order,
         reference=reference, variant=variant, uncertain=uncertain, description=description,
-        extra={"module": getattr(full, "__file__", None), **(extra or {})},
+        extra={"module": getattr(full, "__file__", None), "declared_order": order,
+               "generic_order": getattr(full, "GENERIC_ORDER", order),
+               "order_condition": tuple(getattr(full, "ORDER_CONDITION", ())), **(extra or {})},
     )
 
 

@@ -65,7 +65,12 @@ class Solver:
                     f"solver {self.name!r} has no parameter {key!r}; its parameters are {list(self.param_names) or 'none'}"
                 )
             values[key] = float(value)
-        return replace(self, params=tuple(values[k] for k in self.param_names))
+        order = self.order
+        condition = self.extra.get("order_condition", ())
+        if condition:  # e.g. 3S is third order only for c2 = 2/3; other fractions give the generic order
+            met = all(abs(values[name] - target) <= 1e-12 for name, target in condition)
+            order = self.extra["declared_order"] if met else self.extra["generic_order"]
+        return replace(self, params=tuple(values[k] for k in self.param_names), order=order)
 
     @property
     def eta(self) -> float:
@@ -135,7 +140,13 @@ class Solver:
         finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
         available = np.array([self.history if exact_history else min(finite_before[start + i], self.history)
                               for i in range(n)])
-        available[~np.isfinite(v.h)] = 0
+        infinite = ~np.isfinite(v.h)
+        if infinite.any() and self.prediction != "data":
+            raise DiffsolveError(
+                f"solver {self.name!r} uses {self.prediction!r} prediction, which is singular on a step to sigma = 0 "
+                "(lam = +inf); end the grid at a small positive sigma or use a data-prediction solver (ddim, dpmpp-*)"
+            )
+        available[infinite] = 0
         params = self.param_array
         for level in np.unique(available):
             rows = np.flatnonzero(available == level)
