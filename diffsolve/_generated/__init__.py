@@ -31,6 +31,7 @@ INDEX = {
     ('singlestep', 3, 'eps', False, 'interp'): 'dpm_solver_3_interp_eps',
     ('singlestep', 3, 'data', False, 'published'): 'dpmpp_3s_published_data',
     ('singlestep', 3, 'data', False, 'interp'): 'dpmpp_3s_interp_data',
+    ('euler-maruyama', 1, 'data', True, 'exact'): 'euler_maruyama_exact_data',
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from ..symbolic.euler import derive_euler_maruyama
 from ..symbolic.multistep import derive_multistep
 from ..symbolic.singlestep import derive_singlestep
 from .emit import GENERATOR_VERSION, module_source, module_stem, write_atomic
@@ -29,6 +30,7 @@ GENERATED_DIR = Path(__file__).resolve().parent.parent / "_generated"
 FAMILIES = {
     "multistep": lambda k, prediction, sde, variant: derive_multistep(k, prediction, sde, variant),
     "singlestep": lambda k, prediction, sde, variant: derive_singlestep(k, prediction, variant, sde),
+    "euler-maruyama": lambda k, prediction, sde, variant: derive_euler_maruyama(prediction, variant),
 }
 
 CATALOG = (
@@ -44,6 +46,7 @@ CATALOG = (
         for prediction in ("eps", "data")
         for variant in ("published", "interp")
     ],
+    ("euler-maruyama", 1, "data", True, "exact"),
 )
 
 

@@ -154,6 +154,11 @@ def _first_order(name: str, sde: bool, reference: str, description: str):
 
 register("ddim", _first_order("ddim", False, "Song, Meng, Ermon, DDIM, ICLR 2021 (arXiv 2010.02502)",
                               "DDIM = DPM-Solver-1: exact linear part, model held constant over the step"))
+register("euler-maruyama", lambda: solver_from_modules(
+    "euler-maruyama", [tableau_module("euler-maruyama", 1, "data", True, "exact")], family="euler-maruyama", order=1,
+    variant="exact", strong_order=1.0, reference="Euler-Maruyama (Kloeden & Platen 1992) on the reverse SDE "
+    "(Song et al., ICLR 2021, arXiv 2011.13456)",
+    description="Euler-Maruyama in lambda for y = x / sigma (explicit linear part; needs eta h < 2)"))
 register("ddpm", _first_order("ddpm", True, "Ho, Jain, Abbeel, DDPM, NeurIPS 2020 (arXiv 2006.11239)",
                               "ancestral step = posterior q(x_t | x_s, x_0 = D) at eta = 1, any schedule"))
 
@@ -162,6 +167,8 @@ def _register_shipped():
     """Register every solver the shipped catalog provides (lazy factories; nothing is imported here)."""
     index = importlib.import_module("diffsolve._generated").INDEX
     for family, k, prediction, sde, variant in index:
+        if family not in ("multistep", "singlestep"):
+            continue  # registered by name above
         if family == "multistep":
             name = ("dpmpp" if prediction == "data" else "dpm-solver") + f"-{k}m" + ("-sde" if sde else "")
             build = (lambda k=k, v=variant, p=prediction, s=sde: multistep_solver(k, v, p, s))
