@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
 __all__ = ["ScheduleCalculus", "derive", "stable", "numpy_function", "log_of", "quadratic_inverse"]
 
@@ -20,24 +19,10 @@ LAM = sp.Symbol("lam", real=True)
 
 
 def stable(expr: sp.Expr) -> sp.Expr:
-    """Rewrite for floating point: merge exponentials, then exp(x) - 1 -> expm1(x), log(1 + x) -> log1p(x)."""
-    expr = sp.powsimp(expr, combine="exp", deep=True)
-    return expr.replace(lambda e: isinstance(e, sp.Add), _rewrite_add).replace(
-        lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Add) and 1 in e.args[0].args,
-        lambda e: log1p(e.args[0] - 1),
-    )
+    """Rewrite for floating point: merge exponentials, then the code printer's expm1/log1p rewrites."""
+    from ..codegen.printer import stable as rewrite
 
-
-def _rewrite_add(add: sp.Add) -> sp.Expr:
-    """c*exp(x) - c (+ rest) -> c*expm1(x) (+ rest), for a constant c; other sums unchanged."""
-    terms = list(add.args)
-    for i, term in enumerate(terms):
-        coeff, rest = term.as_coeff_Mul()
-        if isinstance(rest, sp.exp) and -coeff in terms:
-            others = [u for j, u in enumerate(terms) if j != i]
-            others.remove(-coeff)
-            return sp.Add(coeff * expm1(rest.args[0]), *others)
-    return add
+    return rewrite(sp.powsimp(expr, combine="exp", deep=True))
 
 
 def log_of(expr: sp.Expr) -> sp.Expr:
