@@ -148,13 +148,8 @@ def cmd_derive(args):
     elapsed = time.perf_counter() - start
     tab = symbolic_tableau(args.family, args.order, args.prediction, args.sde, args.variant)
     printer = _latex_printer() if args.latex else str
-    coefficients = {}
-    for label, mat in (("A", tab.a), ("B", tab.b), ("E", tab.e), ("C", tab.c)):
-        for index in range(len(mat)):
-            i, j = divmod(index, mat.cols) if mat.cols else (index, 0)
-            if mat[index] != 0:
-                key = f"{label}[{i}]" if label == "A" else f"{label}[{i},{j}]"
-                coefficients[key] = printer(mat[index])
+    coefficients = {f"{name}[{','.join(map(str, index))}]": printer(expr)
+                    for name, index, expr in tab.entries() if expr != 0}
     module = solver.extra.get("module")
     if args.out:
         from .codegen.emit import generate
@@ -168,9 +163,12 @@ def cmd_derive(args):
               "at node p (0 = start, S = end); psi_q / psi~_q: exponential moment functions (spec §3.2)",
               "coefficients": coefficients}
     if sch is not None:
-        c = getattr(sch, "calculus", None)
-        report["schedule"] = {"name": sch.name, **({"lam(t)": printer(c.lam), "t(lam)": printer(c.t_of_lam) if c.t_of_lam is not None else "Newton solve",
-                                                   "f(t)": printer(c.f), "g2(t)": printer(c.g2)} if c else {})}
+        report["schedule"] = {"name": sch.name}
+        c = getattr(sch, "calculus", None)  # expression schedules; the discrete one is a table
+        if c is not None:
+            inverse = printer(c.t_of_lam) if c.t_of_lam is not None else "Newton solve with the derived dlam/dt"
+            report["schedule"].update({"lam(t)": printer(c.lam), "t(lam)": inverse, "f(t)": printer(c.f),
+                                       "g2(t)": printer(c.g2)})
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
