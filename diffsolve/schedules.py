@@ -142,6 +142,11 @@ class ExprSchedule(Schedule):
                  variance_preserving=False):
         from .symbolic import schedule as calc
 
+        self._setup(name, domain, t_max, t_min, params, variance_preserving)
+        self._calculus = calc.derive(log_alpha, log_sigma, t_of_lam)
+        self._bind(calc.numpy_functions(self._calculus))
+
+    def _setup(self, name, domain, t_max, t_min, params, variance_preserving):
         self.variance_preserving = bool(variance_preserving)
         self._sigma_via_alpha = self.variance_preserving  # catalog VP kinds write log alpha stably
         self.name = name
@@ -149,25 +154,26 @@ class ExprSchedule(Schedule):
         t_min, t_max = _check_range(t_min, t_max)
         self.domain = _check_domain(domain, t_min, t_max)
         self.t_max, self.t_min = t_max, t_min
-        self.calculus = calc.derive(log_alpha, log_sigma, t_of_lam)
-        c = self.calculus
-        self._log_alpha = calc.numpy_function(c.log_alpha, calc.T)
-        self._log_sigma = calc.numpy_function(c.log_sigma, calc.T)
-        self._dlam = calc.numpy_function(c.dlam_dt, calc.T)
-        self._f = calc.numpy_function(c.f, calc.T)
-        self._dls = calc.numpy_function(c.dlog_sigma_dt, calc.T)
-        import sympy as sp
 
-        # d alpha/dt directly (finite where alpha = 0, e.g. flow at t = 1, unlike alpha * f)
-        self._dalpha = calc.numpy_function(sp.diff(sp.exp(c.log_alpha), calc.T), calc.T)
-        self._inverse = calc.numpy_function(c.t_of_lam, calc.LAM) if c.t_of_lam is not None else None
+    def _bind(self, functions: dict):
+        """Numeric functions of t (and of lam for ``t_of_lam``, None when only a Newton solve exists)."""
+        self._log_alpha, self._log_sigma = functions["log_alpha"], functions["log_sigma"]
+        self._dlam, self._f, self._dls = functions["dlam_dt"], functions["f"], functions["dlog_sigma_dt"]
+        self._dalpha = functions["dalpha_dt"]  # d alpha/dt directly: finite where alpha = 0 (flow at t = 1)
+        self._inverse = functions["t_of_lam"]
         if self._inverse is None:
             self._newton = _NewtonInverse(self)
+
+    @property
+    def calculus(self):
+        """The SymPy expressions of lam, dlam/dt, f, g^2 and t(lam) (imports SymPy)."""
+        return self._calculus
 
     @staticmethod
     def _eval(fn: Callable, t):
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            return np.asarray(fn(t), dtype=np.float64)
+            out = np.asarray(fn(t), dtype=np.float64)
+        return out if out.shape == np.shape(t) else np.broadcast_to(out, np.shape(t)).copy()  # constants
 
     def log_alpha(self, t):
         return self._eval(self._log_alpha, self._check_t(t))
@@ -268,112 +274,179 @@ class ExprSchedule(Schedule):
             with np.errstate(all="ignore"):
                 back = np.asarray(inverse(sched.lam(probe)))
             if np.allclose(back, probe, rtol=1e-10, atol=0):
-                sched.calculus = calc.derive(log_a, log_s, candidate)
+                sched._calculus = calc.derive(log_a, log_s, candidate)
                 sched._inverse = inverse
                 break
         return sched
 
 
-class VPLinear(ExprSchedule):
+class CatalogSchedule(ExprSchedule):
+    """A catalog kind: SymPy expressions in named parameters (``expressions``), derived and printed ahead of
+    time into ``diffsolve/_generated/schedules.py`` (``python -m diffsolve.codegen.schedules``), so building one
+    never imports SymPy; the SymPy calculus is derived on first access of :attr:`calculus`."""
+
+    KIND = ""
+    PARAMS: tuple = ()
+    VARIANCE_PRESERVING = False
+
+    @staticmethod
+    def expressions(**params):
+        """(log alpha(t), log sigma(t), t(lam)) in the symbols of :mod:`diffsolve.symbolic.schedule`."""
+        raise NotImplementedError
+
+    def __init__(self, *, domain, t_max, t_min, params):
+        from ._generated import schedules as generated
+
+        self._setup(self.KIND, domain, t_max, t_min, params, self.VARIANCE_PRESERVING)
+        self._calculus = None
+        values = tuple(float(self.params[name]) for name in self.PARAMS)
+        self._bind({q: (None if fn is None else _bound(fn, values)) for q, fn in generated.FUNCTIONS[self.KIND].items()})
+
+    @property
+    def calculus(self):
+        if self._calculus is None:
+            import sympy as sp
+
+            from .symbolic import schedule as calc
+
+            exact = {name: sp.Rational(repr(float(self.params[name]))) for name in self.PARAMS}
+            self._calculus = calc.derive(*self.expressions(**exact))
+        return self._calculus
+
+
+def _bound(fn, values):
+    return lambda x: fn(x, *values)
+
+
+class VPLinear(CatalogSchedule):
     """Variance-preserving, linear beta(t) = beta_min + t (beta_max - beta_min) (Song et al. 2021)."""
 
+    KIND, PARAMS, VARIANCE_PRESERVING = "vp-linear", ("beta_min", "beta_max"), True
+
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0):
-        import sympy as sp
-        from sympy.codegen.numpy_nodes import logaddexp
-
-        from .symbolic.schedule import LAM, T
-
         beta_min, beta_max = _positive(beta_min, "beta_min"), _positive(beta_max, "beta_max")
         if beta_max <= beta_min:
             raise DiffsolveError(f"vp-linear needs beta_max > beta_min, got beta_min={beta_min}, beta_max={beta_max}")
-        b0, b1 = sp.Rational(repr(beta_min)), sp.Rational(repr(beta_max))
-        ell = -(b1 - b0) * T**2 / 4 - b0 * T / 2
-        L = logaddexp(0, -2 * LAM) / 2
-        inverse = 2 * L / (b0 / 2 + sp.sqrt(b0**2 / 4 + (b1 - b0) * L))
-        super().__init__("vp-linear", ell, _vp_log_sigma(ell), variance_preserving=True, domain=(0.0, t_max),
-                         t_max=t_max, t_min=t_min, t_of_lam=inverse,
+        super().__init__(domain=(0.0, t_max), t_max=t_max, t_min=t_min,
                          params={"beta_min": beta_min, "beta_max": beta_max})
 
-
-class VPCosine(ExprSchedule):
-    """Variance-preserving cosine schedule (Nichol & Dhariwal 2021); t_max < 1 keeps lam finite (spec §5.2)."""
-
-    def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
+    @staticmethod
+    def expressions(beta_min, beta_max):
         import sympy as sp
         from sympy.codegen.numpy_nodes import logaddexp
 
         from .symbolic.schedule import LAM, T
 
+        ell = -(beta_max - beta_min) * T**2 / 4 - beta_min * T / 2
+        L = logaddexp(0, -2 * LAM) / 2
+        inverse = 2 * L / (beta_min / 2 + sp.sqrt(beta_min**2 / 4 + (beta_max - beta_min) * L))
+        return ell, _vp_log_sigma(ell), inverse
+
+
+class VPCosine(CatalogSchedule):
+    """Variance-preserving cosine schedule (Nichol & Dhariwal 2021); t_max < 1 keeps lam finite (spec §5.2)."""
+
+    KIND, PARAMS, VARIANCE_PRESERVING = "vp-cosine", ("s",), True
+
+    def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
         s = _positive(s, "s")
         if not 0 < t_max <= 1:
             raise DiffsolveError(f"vp-cosine needs 0 < t_max <= 1, got t_max={t_max}")
-        sr = sp.Rational(repr(s))
-        theta0, delta = sp.pi / 2 * sr / (1 + sr), sp.pi / 2 * T / (1 + sr)
-        c0 = sp.cos(theta0)
+        super().__init__(domain=(0.0, t_max), t_max=t_max, t_min=t_min, params={"s": s, "t_max": t_max})
+
+    @staticmethod
+    def expressions(s):
+        import sympy as sp
+        from sympy.codegen.numpy_nodes import logaddexp
+
+        from .symbolic.schedule import LAM, T
+
+        theta0, delta = sp.pi / 2 * s / (1 + s), sp.pi / 2 * T / (1 + s)
         # log(cos(theta0 + delta) / cos(theta0)) written without cancellation for small t
         log_a = sp.log(1 - 2 * sp.sin(delta / 2) ** 2 - sp.tan(theta0) * sp.sin(delta))
         L = logaddexp(0, -2 * LAM) / 2
-        inverse = 2 * (1 + sr) / sp.pi * sp.acos(c0 * sp.exp(-L)) - sr
-        super().__init__("vp-cosine", log_a, _vp_log_sigma(log_a), variance_preserving=True, domain=(0.0, t_max),
-                         t_max=t_max, t_min=t_min, t_of_lam=inverse, params={"s": s, "t_max": t_max})
+        inverse = 2 * (1 + s) / sp.pi * sp.acos(sp.cos(theta0) * sp.exp(-L)) - s
+        return log_a, _vp_log_sigma(log_a), inverse
 
 
-class VE(ExprSchedule):
+class VE(CatalogSchedule):
     """Variance-exploding: alpha = 1, sigma = sigma_min (sigma_max/sigma_min)^t on [0, 1] (Song et al. 2021)."""
 
+    KIND, PARAMS = "ve", ("sigma_min", "sigma_max")
+
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 0.0, t_max: float = 1.0):
-        import sympy as sp
-
-        from .symbolic.schedule import LAM, T
-
         lo, hi = _positive(sigma_min, "sigma_min"), _positive(sigma_max, "sigma_max")
         if hi <= lo:
             raise DiffsolveError(f"ve needs sigma_max > sigma_min, got sigma_min={lo}, sigma_max={hi}")
-        a, b = sp.log(sp.Rational(repr(lo))), sp.log(sp.Rational(repr(hi)))
-        super().__init__("ve", sp.Integer(0), a + T * (b - a), domain=(0.0, 1.0), t_max=t_max, t_min=t_min,
-                         t_of_lam=(-LAM - a) / (b - a), params={"sigma_min": lo, "sigma_max": hi})
+        super().__init__(domain=(0.0, 1.0), t_max=t_max, t_min=t_min, params={"sigma_min": lo, "sigma_max": hi})
 
-
-class EDM(ExprSchedule):
-    """EDM (Karras et al. 2022): alpha = 1, sigma = t; default range sigma 80 -> 0.002."""
-
-    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+    @staticmethod
+    def expressions(sigma_min, sigma_max):
         import sympy as sp
 
         from .symbolic.schedule import LAM, T
 
+        a, b = sp.log(sigma_min), sp.log(sigma_max)
+        return sp.Integer(0), a + T * (b - a), (-LAM - a) / (b - a)
+
+
+class EDM(CatalogSchedule):
+    """EDM (Karras et al. 2022): alpha = 1, sigma = t; default range sigma 80 -> 0.002."""
+
+    KIND = "edm"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
         lo, hi = _positive(sigma_min, "sigma_min"), _positive(sigma_max, "sigma_max")
         if hi <= lo:
             raise DiffsolveError(f"edm needs sigma_max > sigma_min, got sigma_min={lo}, sigma_max={hi}")
-        super().__init__("edm", sp.Integer(0), sp.log(T), domain=(0.0, max(hi, 1e4)), t_max=hi, t_min=lo,
-                         t_of_lam=sp.exp(-LAM), params={"sigma_min": lo, "sigma_max": hi})
+        super().__init__(domain=(0.0, max(hi, 1e4)), t_max=hi, t_min=lo, params={"sigma_min": lo, "sigma_max": hi})
+
+    @staticmethod
+    def expressions():
+        import sympy as sp
+
+        from .symbolic.schedule import LAM, T
+
+        return sp.Integer(0), sp.log(T), sp.exp(-LAM)
 
 
-class Flow(ExprSchedule):
+class Flow(CatalogSchedule):
     """Rectified flow / flow matching: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al. 2023)."""
 
+    KIND = "flow"
+
     def __init__(self, t_min: float = 1e-3, t_max: float = 0.999):
+        super().__init__(domain=(0.0, 1.0), t_max=t_max, t_min=t_min, params={})
+
+    @staticmethod
+    def expressions():
         import sympy as sp
         from sympy.codegen.numpy_nodes import logaddexp
 
         from .symbolic.schedule import LAM, T
 
-        super().__init__("flow", sp.log(1 - T), sp.log(T), domain=(0.0, 1.0), t_max=t_max, t_min=t_min,
-                         t_of_lam=sp.exp(-logaddexp(0, LAM)))
+        return sp.log(1 - T), sp.log(T), sp.exp(-logaddexp(0, LAM))
 
 
-class OU(ExprSchedule):
+class OU(CatalogSchedule):
     """Ornstein-Uhlenbeck: alpha = exp(-t), sigma = sqrt(1 - exp(-2t))."""
 
+    KIND, VARIANCE_PRESERVING = "ou", True
+
     def __init__(self, t_min: float = 1e-3, t_max: float = 5.0):
-        import sympy as sp
+        t_max = _positive(t_max, "t_max")
+        super().__init__(domain=(0.0, max(t_max, 50.0)), t_max=t_max, t_min=t_min, params={})
+
+    @staticmethod
+    def expressions():
         from sympy.codegen.numpy_nodes import logaddexp
 
         from .symbolic.schedule import LAM, T
 
-        t_max = _positive(t_max, "t_max")
-        super().__init__("ou", -T, _vp_log_sigma(-T), variance_preserving=True, domain=(0.0, max(t_max, 50.0)), t_max=t_max,
-                         t_min=t_min, t_of_lam=logaddexp(0, -2 * LAM) / 2)
+        return -T, _vp_log_sigma(-T), logaddexp(0, -2 * LAM) / 2
+
+
+CATALOG_KINDS = (VPLinear, VPCosine, VE, EDM, Flow, OU)
 
 
 class DiscreteSchedule(Schedule):

@@ -171,3 +171,37 @@ def test_explicit_grid_is_validated_and_returned():
     s = ds.get_schedule("vp-linear")
     g = ds.time_grid(s, None, [1.0, 0.5, 0.1, 0.001])
     np.testing.assert_array_equal(g, [1.0, 0.5, 0.1, 0.001])
+
+
+def test_generated_schedule_module_is_fresh():
+    """diffsolve/_generated/schedules.py is what `python -m diffsolve.codegen.schedules` prints today."""
+    from diffsolve.codegen.schedules import TARGET, module_source
+
+    assert TARGET.read_text(encoding="utf-8") == module_source()
+
+
+def test_catalog_schedules_do_not_import_sympy():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, diffsolve as ds\n"
+            "for n in ds.list_schedules():\n"
+            "    s = ds.get_schedule(n); s.t_of_lam(s.lam(np.array([0.5 * (s.t_min + s.t_max)])))\n"
+            "x = ds.sample('dpmpp-3m', ds.targets.from_spec('gaussian:d=2'), s, ds.time_grid(s, 8), n=4)\n"
+            "assert 'sympy' not in sys.modules, 'sympy imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou"])
+def test_generated_functions_match_a_fresh_derivation(name):
+    """The printed functions (float parameters) agree with lambdified expressions of the SymPy calculus."""
+    from diffsolve.symbolic import schedule as calc
+
+    s = ds.get_schedule(name)
+    fresh = calc.numpy_functions(s.calculus)
+    t = np.linspace(s.t_min, s.t_max, 50)[1:-1]
+    for q in ("log_alpha", "f", "dalpha_dt"):
+        np.testing.assert_allclose(getattr(s, "_" + {"log_alpha": "log_alpha", "f": "f", "dalpha_dt": "dalpha"}[q])(t),
+                                   s._eval(fresh[q], t), rtol=1e-13, atol=1e-15, err_msg=q)
+    lam = s.lam(t)
+    np.testing.assert_allclose(s._inverse(lam), s._eval(fresh["t_of_lam"], lam), rtol=1e-12, err_msg="t_of_lam")

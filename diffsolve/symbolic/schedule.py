@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-__all__ = ["ScheduleCalculus", "derive", "stable", "numpy_function", "log_of", "quadratic_inverse"]
+__all__ = ["ScheduleCalculus", "derive", "stable", "numpy_function", "numpy_functions", "log_of", "quadratic_inverse",
+           "QUANTITIES"]
 
 T = sp.Symbol("t", positive=True)
 LAM = sp.Symbol("lam", real=True)
@@ -40,6 +41,9 @@ def numpy_function(expr: sp.Expr, symbol: sp.Symbol):
     return fn
 
 
+QUANTITIES = ("log_alpha", "log_sigma", "dlam_dt", "f", "dlog_sigma_dt", "dalpha_dt", "t_of_lam")
+
+
 @dataclass(frozen=True)
 class ScheduleCalculus:
     """The derived SymPy expressions of one schedule (all in the symbol ``t``; ``t_of_lam`` in ``lam``)."""
@@ -52,6 +56,24 @@ class ScheduleCalculus:
     g2: sp.Expr
     dlog_sigma_dt: sp.Expr
     t_of_lam: sp.Expr | None
+
+    @property
+    def dalpha_dt(self) -> sp.Expr:
+        """d alpha/dt itself (finite where alpha = 0, unlike alpha * f)."""
+        return sp.diff(sp.exp(self.log_alpha), T)
+
+    def expression(self, quantity: str):
+        """The expression of one of :data:`QUANTITIES` (``t_of_lam`` in LAM, the others in T)."""
+        return getattr(self, quantity)
+
+
+def numpy_functions(calculus: ScheduleCalculus) -> dict:
+    """NumPy functions of every quantity (``t_of_lam`` is None without a closed-form inverse)."""
+    out = {}
+    for q in QUANTITIES:
+        expr = calculus.expression(q)
+        out[q] = None if expr is None else numpy_function(expr, LAM if q == "t_of_lam" else T)
+    return out
 
 
 def derive(log_alpha: sp.Expr, log_sigma: sp.Expr, t_of_lam: sp.Expr | None = None) -> ScheduleCalculus:
