@@ -42,7 +42,7 @@ def test_second_derive_reuses_the_cache(cache, monkeypatch):
     def no_derivation(*args, **kwargs):
         raise AssertionError("derived again instead of loading the cached module")
 
-    monkeypatch.setattr("diffsolve.symbolic.multistep.derive_multistep", no_derivation)
+    monkeypatch.setattr("diffsolve.codegen.catalog.derive", no_derivation)
     second = ds.derive("dpmpp-multistep", 6)
     assert second.extra["module"] == first.extra["module"]
     assert sorted(p.name for p in cache.iterdir()) == files

@@ -20,15 +20,14 @@ same directory + ``os.replace``; the name is a function of the content, so concu
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
-import sys
-import tempfile
 from pathlib import Path
 
 import sympy as sp
 
+from ..cache import cache_dir, write_atomic
+from ..cache import load_module as load
 from ..symbolic import symbols as sy
 from .printer import INDENT, print_step
 
@@ -45,15 +44,6 @@ __all__ = [
 
 GENERATOR_VERSION = "1"
 DEFAULT_COMMAND = "diffsolve.codegen.emit.generate({derivation})"
-
-
-def cache_dir() -> Path:
-    """``$DIFFSOLVE_CACHE_DIR``, else ``$XDG_CACHE_HOME/diffsolve``, else ``~/.cache/diffsolve``."""
-    env = os.environ.get("DIFFSOLVE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "diffsolve"
 
 
 def _literal(value) -> str:
@@ -169,25 +159,6 @@ def module_stem(tab, digest: str | None = None) -> str:
     return re.sub(r"[^0-9a-zA-Z_]", "_", stem)
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace`` (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + "-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; generated sources are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def generate(tab, directory: str | os.PathLike | None = None) -> Path:
     """Write the module of ``tab`` into ``directory`` (default: the user cache) and return its path.
 
@@ -201,25 +172,3 @@ def generate(tab, directory: str | os.PathLike | None = None) -> Path:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return path
     return write_atomic(path, text)
-
-
-def load(path: str | os.PathLike):
-    """Import a generated module from ``path`` under a unique name (``diffsolve_generated_<stem>_<path tag>``);
-    a second call with the same path returns the same module object."""
-    path = Path(path).resolve()
-    tag = hashlib.sha256(str(path).encode()).hexdigest()[:8]  # one module per file, whatever its name
-    name = f"diffsolve_generated_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{tag}"
-    module = sys.modules.get(name)
-    if module is not None and Path(getattr(module, "__file__", "")).resolve() == path:
-        return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load a generated module from {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module

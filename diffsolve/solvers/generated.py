@@ -31,29 +31,16 @@ def tableau_module(family: str, order: int, prediction: str, sde: bool, variant:
 
 
 def _generate(key):
-    """Derive, check, emit and load a tableau that the shipped catalog lacks.
+    """Derive, check, emit and load a tableau that the shipped catalog lacks (disk-cached by key)."""
+    from ..cache import cached_module
 
-    The user cache keeps, next to each content-hashed module, a pointer file named by the key (and the
-    generator version): a second request loads the cached module without deriving again.
-    """
-    from ..codegen.emit import GENERATOR_VERSION, cache_dir, generate, load, write_atomic
+    def derive():
+        from ..codegen.catalog import derive as derive_key  # the family registry of the catalog (SymPy)
+
+        return derive_key(key)
 
     family, order, prediction, sde, variant = key
-    pointer = cache_dir() / f"{family}-{order}-{prediction}-{'sde' if sde else 'ode'}-{variant}-g{GENERATOR_VERSION}.key"
-    if pointer.exists():
-        cached = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-        if cached.is_file():
-            return load(cached)
-    from ..symbolic.multistep import derive_multistep
-    from ..symbolic.singlestep import derive_singlestep
-
-    derivations = {"multistep": lambda: derive_multistep(order, prediction, sde, variant),
-                   "singlestep": lambda: derive_singlestep(order, prediction, variant)}
-    if family not in derivations:
-        raise DiffsolveError(f"unknown tableau family {family!r}; expected one of {', '.join(derivations)}")
-    path = generate(derivations[family]())
-    write_atomic(pointer, path.name)
-    return load(path)
+    return cached_module(f"{family}-{order}-{prediction}-{'sde' if sde else 'ode'}-{variant}", derive)
 
 
 def solver_from_modules(name: str, modules, *, family: str, order: int, variant: str, reference: str,

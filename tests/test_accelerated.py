@@ -1,0 +1,249 @@
+"""accel-ddim / accel-ddpm (specs/accelerated.md A.2, Part C): coefficients, reductions, exact-law TV slopes and
+golden values (C.1), grid-density TV on the C.3 mixture."""
+
+import mpmath
+import numpy as np
+import pytest
+
+import diffsolve as ds
+import diffsolve.solvers.papers  # noqa: F401  (registers accel-ddim, accel-ddpm, seeds-*)
+from diffsolve.accuracy import initial_law, propagate
+from diffsolve.accuracy.density import DensityGrid, propagate_density, tv_distance
+from diffsolve.targets import Gaussian, GaussianMixture
+
+VP = ds.get_schedule("vp-linear")  # beta 0.1 -> 20
+C1_TARGET = Gaussian([1.0], [0.25])
+C3_TARGET = GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [0.02, 0.02])
+
+
+def tv_1d(m1, v1, m2, v2):
+    """Exact 1-D TV between two Gaussians (numerical integral over +-12 std)."""
+    s = np.sqrt(max(v1, v2))
+    x = np.linspace(min(m1, m2) - 12 * s, max(m1, m2) + 12 * s, 200_001)
+    p = np.exp(-((x - m1) ** 2) / (2 * v1)) / np.sqrt(2 * np.pi * v1)
+    q = np.exp(-((x - m2) ** 2) / (2 * v2)) / np.sqrt(2 * np.pi * v2)
+    return 0.5 * np.trapezoid(np.abs(p - q), x)
+
+
+def c1_tv(name, T, variant=None, target=C1_TARGET):
+    """accelerated.md C.1: TV(law(Y_1), q_1), T grid points tau uniform on [1e-3, 1], exact start Y_T ~ q_T,
+    history-carrying solvers start with their warm-up (first-order) step."""
+    solver = ds.get_solver(name, variant=variant)
+    grid = ds.time_grid(VP, T - 1, "time", t_max=1.0, t_min=1e-3)
+    mean, cov = initial_law(target, VP, grid, 0, solver.prediction, 0.0)
+    if solver.history:
+        mean = np.concatenate([mean, np.zeros((1, solver.history))], axis=1)
+        pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
+        pad[:, 0, 0] = cov[:, 0, 0]
+        cov = pad
+    mean, cov = propagate(solver.table(VP, grid, exact_history=False), target, VP, solver.prediction, mean, cov)
+    m_ref, v_ref = target.marginal_moments(grid[-1], VP)
+    return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
+
+
+def slope(ts, errs):
+    return float(np.polyfit(np.log(ts), np.log(errs), 1)[0])
+
+
+# ------------------------------------------------------------------------------------------- metadata
+def test_metadata():
+    a, b = ds.get_solver("accel-ddim"), ds.get_solver("accel-ddpm")
+    assert (a.order, a.nfe_per_step, a.history, a.stochastic, a.prediction) == (2, 1, 1, False, "eps")
+    assert (b.order, b.nfe_per_step, b.noises, b.stochastic, b.prediction) == (1, 1, 2, True, "eps")
+    assert "2403.03852" in a.reference and "2403.03852" in b.reference
+    with pytest.raises(ds.DiffsolveError, match="variant"):
+        ds.get_solver("accel-ddim", variant="phi-psi")
+
+
+# ------------------------------------------------------------------------------------------- coefficients
+def _paper_weight(ab_prev, ab, ab_next):
+    """w_t of A.2.2 (b), in mpmath at 50 digits: sqrt(abar_{t-1})/(abar_t - abar_{t+1}) [abar_t (r(abar_{t-1}) -
+    r(abar_t)) + arcsin sqrt(abar_{t-1}) - arcsin sqrt(abar_t)], r(a) = sqrt((1-a)/a)."""
+    mpmath.mp.dps = 50
+    r = lambda a: mpmath.sqrt((1 - a) / a)  # noqa: E731
+    ab_prev, ab, ab_next = (mpmath.mpf(x) for x in (ab_prev, ab, ab_next))
+    w = mpmath.sqrt(ab_prev) / (ab - ab_next) * (ab * (r(ab_prev) - r(ab)) + mpmath.asin(mpmath.sqrt(ab_prev))
+                                                - mpmath.asin(mpmath.sqrt(ab)))
+    return float(w)
+
+
+@pytest.mark.parametrize("grid", [np.linspace(1.0, 1e-3, 12), np.array([0.9, 0.6, 0.6 - 2e-5, 0.6 - 3e-5, 0.3]),
+                                  np.array([0.5, 0.5 - 1e-6, 0.5 - 2.5e-6])])
+def test_accel_ddim_weight_is_the_papers_arcsin_weight(grid):
+    """The emitted history coefficient E equals w_t of the authors' formula (VP: x_bar = x), also in the
+    Taylor branch (h < 1e-3), where the paper's direct formula needs extended precision."""
+    table = ds.get_solver("accel-ddim").table(VP, grid, exact_history=True, start=1)
+    abar = VP.alpha(grid) ** 2
+    for n in range(table.steps):
+        g = n + 1
+        w = _paper_weight(abar[g + 1], abar[g], abar[g - 1])
+        assert table.E[n, 1, 0] == pytest.approx(w, rel=1e-11, abs=1e-300)
+
+
+def test_accel_ddim_first_step_and_zero_weight_are_ddim():
+    grid = ds.time_grid(VP, 10, "time", t_max=1.0, t_min=1e-3)
+    acc = ds.get_solver("accel-ddim").table(VP, grid)
+    ddim = ds.get_solver("dpm-solver-1").table(VP, grid)  # DDIM in eps form
+    np.testing.assert_allclose(acc.A, ddim.A, rtol=1e-13)
+    np.testing.assert_allclose(acc.B[0], ddim.B[0], rtol=1e-13)  # first step: plain DDIM
+    assert acc.E[0, 1, 0] == 0 and np.all(acc.E[1:, 1, 0] > 0)
+    # with the correction removed (w = 0) every step is DDIM
+    np.testing.assert_allclose(acc.B[1:, 1, 0] + acc.E[1:, 1, 0], ddim.B[1:, 1, 0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", ["vp-cosine", "edm", "flow"])
+def test_non_vp_schedules_use_the_normalised_chain(schedule):
+    """A.6: on any schedule the step is the VP-normalised chain of x_bar = x/sqrt(alpha^2 + sigma^2)."""
+    s = ds.get_schedule(schedule)
+    grid = ds.time_grid(s, 6)
+    if schedule == "flow":
+        grid = grid[1:]  # alpha = 0 at t = 1: eps-form steps need alpha > 0
+    lam = s.lam(grid)
+    abar = 1 / (1 + np.exp(-2 * lam))
+    nu = np.sqrt(s.alpha(grid) ** 2 + s.sigma(grid) ** 2)
+    t = ds.get_solver("accel-ddpm").table(s, grid)
+    alpha_t = abar[:-1] / abar[1:]
+    beta = 1 - alpha_t
+    np.testing.assert_allclose(t.C[:, 0, 0], nu[:-1] * np.sqrt(beta / 2), rtol=1e-10)
+    np.testing.assert_allclose(t.C[:, 1, 1], nu[1:] * np.sqrt(beta / 2), rtol=1e-10)
+    np.testing.assert_allclose(t.A[:, 1], nu[1:] / nu[:-1] / np.sqrt(alpha_t), rtol=1e-12)
+    # (the reference's 1 - alpha_t cancels, hence rtol 1e-10)
+    np.testing.assert_allclose(t.B[:, 1, 0], -nu[1:] * beta / np.sqrt(alpha_t * (1 - abar[:-1])), rtol=1e-10)
+
+
+def test_accel_ddpm_reductions():
+    """A.5: all noise after the score call (variant ddpm-type) is the DDPM-type step; both share A and B."""
+    grid = ds.time_grid(VP, 8, "time", t_max=1.0, t_min=1e-3)
+    a = ds.get_solver("accel-ddpm").table(VP, grid)
+    b = ds.get_solver("accel-ddpm", variant="ddpm-type").table(VP, grid)
+    np.testing.assert_allclose(a.A, b.A, rtol=1e-14)
+    np.testing.assert_allclose(a.B, b.B, rtol=1e-14)
+    assert np.all(b.C[:, 0] == 0)
+    total_a = a.C[:, 1, 0] ** 2 + a.C[:, 1, 1] ** 2  # beta (1 + alpha)/(2 alpha) in VP
+    abar = VP.alpha(grid) ** 2
+    alpha_t, beta = abar[:-1] / abar[1:], 1 - abar[:-1] / abar[1:]
+    np.testing.assert_allclose(total_a, beta * (1 + alpha_t) / (2 * alpha_t), rtol=1e-12)
+    np.testing.assert_allclose(b.C[:, 1, 0] ** 2, beta / alpha_t, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- C.1 (exact law)
+C1_GOLDEN = {  # T -> (DDIM eps form, accel-ddim (b), DDPM-type, accel-ddpm README)
+    25: (5.70e-2, 2.25e-2, 7.05e-2, 1.18e-2),
+    50: (2.79e-2, 7.40e-3, 3.45e-2, 7.28e-3),
+    100: (1.38e-2, 2.31e-3, 1.70e-2, 3.97e-3),
+    200: (6.87e-3, 6.91e-4, 8.45e-3, 2.07e-3),
+    400: (3.43e-3, 1.99e-4, 4.21e-3, 1.05e-3),
+    800: (1.71e-3, 5.51e-5, 2.10e-3, 5.31e-4),
+    1600: (8.56e-4, 1.48e-5, 1.05e-3, 2.67e-4),
+}
+C1_SOLVERS = [("ddim", None), ("accel-ddim", None), ("accel-ddpm", "ddpm-type"), ("accel-ddpm", None)]
+
+
+@pytest.mark.parametrize("T", [25, 50, 100, 200])
+def test_c1_golden_values(T):
+    got = [c1_tv(name, T, variant) for name, variant in C1_SOLVERS]
+    for value, ref in zip(got, C1_GOLDEN[T]):
+        assert value == pytest.approx(ref, rel=6e-3), (T, got)
+
+
+def _slopes(ts):
+    errs = {name + (variant or ""): [c1_tv(name, T, variant) for T in ts] for name, variant in C1_SOLVERS}
+    return {k: slope(ts, v) for k, v in errs.items()}
+
+
+def test_c1_slopes_reduced_grid():
+    s = _slopes([100, 200, 400, 800])
+    assert -2.2 <= s["accel-ddim"] <= -1.7 and -1.1 <= s["ddim"] <= -0.9, s
+    assert -1.1 <= s["accel-ddpm"] <= -0.9 and -1.1 <= s["accel-ddpmddpm-type"] <= -0.9, s
+
+
+@pytest.mark.slow
+def test_c1_slopes_full_grid():
+    """accelerated.md C.1: last four of T = 25..1600: accel-ddim -1.85, ddim -1.00 (tv, exact law)."""
+    s = _slopes([200, 400, 800, 1600])
+    assert -2.2 <= s["accel-ddim"] <= -1.7 and -1.1 <= s["ddim"] <= -0.9, s
+    for T in (400, 800, 1600):
+        got = [c1_tv(name, T, variant) for name, variant in C1_SOLVERS]
+        np.testing.assert_allclose(got, C1_GOLDEN[T], rtol=6e-3)
+
+
+def test_accel_ddim_tv_bound_order_study():
+    """Registry harness: metric "tv-bound" on a Gaussian target, slope within [-2.2, -1.7] vs 1/T."""
+    kw = dict(spacing="time", t_max=1.0, t_min=1e-3, exact_history=False)
+    # (the study's own slope is against the largest log-SNR step, which on a tau-uniform grid sits at the noisy
+    # end and shrinks slower than 1/T; the paper's rate is in T)
+    st = ds.order_study("accel-ddim", C1_TARGET, VP, steps=[99, 199, 399, 799], metric="tv-bound", **kw)
+    assert -2.2 <= slope(st.steps, st.errors) <= -1.7, st.table()
+    st = ds.order_study("ddim", C1_TARGET, VP, steps=[99, 199, 399, 799], metric="tv-bound", **kw)
+    assert -1.1 <= slope(st.steps, st.errors) <= -0.9, st.table()
+
+
+# ------------------------------------------------------------------------------------------- C.3 (mixture)
+C3_GOLDEN = {  # T -> (DDPM-type, accel-ddpm README), accelerated.md C.3
+    20: (2.51e-1, 1.17e-1), 40: (1.23e-1, 3.34e-2), 80: (6.11e-2, 1.05e-2), 160: (3.03e-2, 4.13e-3),
+}
+
+
+def c3_tv(name, T, variant=None):
+    """TV(law(Y_1), q_1) by grid density propagation (3000 points on [-6, 6]), T grid points tau uniform on
+    [1e-2, 1], exact start."""
+    grid = ds.time_grid(VP, T - 1, "time", t_max=1.0, t_min=1e-2)
+    g = DensityGrid(-6.0, 6.0, 3000)
+    p0 = g.masses(lambda x: C3_TARGET.logpdf(x, grid[0], VP))
+    q = g.masses(lambda x: C3_TARGET.logpdf(x, grid[-1], VP))
+    solver = ds.get_solver(name, variant=variant)
+    p = propagate_density(solver.table(VP, grid), C3_TARGET, VP, solver.prediction, g, p0)
+    return tv_distance(p, q)
+
+
+@pytest.mark.parametrize("T", [20, 40])
+def test_c3_accel_ddpm_beats_ddpm_type_at_equal_nfe(T):
+    base, acc = c3_tv("accel-ddpm", T, "ddpm-type"), c3_tv("accel-ddpm", T)
+    assert (base, acc) == pytest.approx(C3_GOLDEN[T], rel=5e-3)
+    assert 2.0 <= base / acc <= 8.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("T", [80, 160])
+def test_c3_accel_ddpm_beats_ddpm_type_slow(T):
+    base, acc = c3_tv("accel-ddpm", T, "ddpm-type"), c3_tv("accel-ddpm", T)
+    assert (base, acc) == pytest.approx(C3_GOLDEN[T], rel=5e-3)
+    assert 2.0 <= base / acc <= 8.5
+
+
+# ------------------------------------------------------------------------------------------- accel-sde (B.2)
+ACCEL_SDE_GOLDEN = [2.02e-2, 5.54e-3, 1.45e-3, 3.72e-4, 9.40e-5, 2.36e-5, 5.93e-6]  # T = 25 .. 1600, B.2.3
+
+
+def test_accel_sde_metadata_marks_the_reconstruction():
+    s = ds.get_solver("accel-sde")
+    assert (s.order, s.nfe_per_step, s.history, s.stochastic, s.uncertain) == (2, 1, 1, True, True)
+    assert "reconstruction following Li & Cai's description" in s.reference
+    assert "reconstruction following Li & Cai's description" in s.description
+
+
+def test_accel_sde_gaussian_golden_and_slope():
+    """B.2.3, C.1 harness, a = 0 ratio (default): golden TV values (T = 25..200) and slope <= -1.7."""
+    Ts = [25, 50, 100, 200, 400, 800]
+    errs = [c1_tv("accel-sde", T) for T in Ts]
+    np.testing.assert_allclose(errs[:4], ACCEL_SDE_GOLDEN[:4], rtol=6e-3)
+    assert slope(Ts[-4:], errs[-4:]) <= -1.7
+    sharp = [c1_tv("accel-sde", T, target=Gaussian([1.0], [0.01])) for T in (100, 200, 400, 800)]
+    assert slope([100, 200, 400, 800], sharp) <= -1.7
+
+
+def test_accel_sde_alternating_grid_keeps_order_two():
+    """B.2.2: the derived ratio momentum stays order 2 on a grid alternating steps h and 3h in tau."""
+    errs = []
+    for T in (100, 200, 400, 800):
+        steps = np.tile([1.0, 3.0], T // 2)
+        tau = 1.0 - np.concatenate([[0.0], np.cumsum(steps)]) / steps.sum() * (1.0 - 1e-3)
+        solver = ds.get_solver("accel-sde")
+        mean, cov = initial_law(C1_TARGET, VP, tau, 0, "eps", 0.0)
+        mean = np.concatenate([mean, np.zeros((1, 1))], axis=1)
+        pad = np.zeros((1, 2, 2))
+        pad[:, 0, 0] = cov[:, 0, 0]
+        mean, cov = propagate(solver.table(VP, tau), C1_TARGET, VP, "eps", mean, pad)
+        m_ref, v_ref = C1_TARGET.marginal_moments(tau[-1], VP)
+        errs.append(tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0]))
+    assert slope([100, 200, 400, 800], errs) <= -1.7, errs
