@@ -33,14 +33,18 @@ def step_noise(seed, sample_index, step, draw, shape):
     return flat.reshape(shape)
 
 
-def run(table, model, x, *, seed, sample_index, history=(), step_offset=0, progress=None):
-    """Advance ``x`` through every step of ``table``; ``history`` gives initial H_1..H_M (newest first)."""
+def run(table, model, x, *, seed, sample_index, history=(), step_offset=0, progress=None, noise=None):
+    """Advance ``x`` through every step of ``table``; ``history`` gives initial H_1..H_M (newest first).
+
+    ``noise(n, q)`` optionally supplies the standard normals of row n, draw q (pathwise studies build them from
+    one Brownian path); by default they come from the keyed Philox stream.
+    """
     S, M, Q = table.stages, table.history, table.noises
     H = list(history) + [np.zeros_like(x)] * (M - len(history))
+    draw = noise or (lambda n, q: step_noise(seed, sample_index, step_offset + n + 1, q, x.shape))
     for n in range(table.steps):
         step = step_offset + n + 1  # noise counter: step 0 is reserved for the initial state
-        xi = [step_noise(seed, sample_index, step, q, x.shape) if np.any(table.C[n, :, q] != 0) else None
-              for q in range(Q)]
+        xi = [draw(n, q) if np.any(table.C[n, :, q] != 0) else None for q in range(Q)]
         F = []
         for i in range(S):
             u = _combine(table.A[n, i], x, table.B[n, i, :i], F, table.E[n, i], H, table.C[n, i], xi)
