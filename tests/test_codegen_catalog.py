@@ -46,7 +46,7 @@ def test_catalog_is_fresh(tmp_path):
         pinned = re.search(r"^# SymPy version: (\S+)$", text, re.M).group(1)
         if pinned == installed:
             assert text == fresh, f"{name} is stale: run {catalog.COMMAND}"
-        if name == "__init__.py":
+        if name in ("__init__.py", "psi.py"):  # the index and the shared helpers have no fill() to sample
             continue
         # values at sample points (the comparison used when the installed SymPy differs from the pinned one)
         (tmp_path / name).write_text(fresh, encoding="utf-8")

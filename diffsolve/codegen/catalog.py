@@ -19,7 +19,7 @@ import sympy as sp
 from ..symbolic.euler import derive_euler_maruyama
 from ..symbolic.multistep import derive_multistep
 from ..symbolic.singlestep import derive_singlestep
-from .emit import GENERATOR_VERSION, module_source, module_stem, write_atomic
+from .emit import GENERATOR_VERSION, helper_module_source, module_source, module_stem, write_atomic
 
 __all__ = ["CATALOG", "FAMILIES", "PINNED_SYMPY", "COMMAND", "GENERATED_DIR", "derive", "render", "regenerate", "main"]
 
@@ -99,6 +99,7 @@ def render(keys=CATALOG) -> dict:
         raise ValueError("two catalog keys map to the same module name")
     files = {stems[key] + ".py": module_source(derive(key), regenerate=COMMAND) for key in keys}
     files["__init__.py"] = _index_source(stems)
+    files["psi.py"] = helper_module_source()
     return files
 
 
