@@ -22,6 +22,7 @@ import numpy as np
 from .errors import DiffsolveError, ModelOutputError
 from .grids import validate_grid
 from .kernels import plan
+from .backends.numpy_backend import clipped_term
 from .noise import standard_normal
 from .noise.normals import split_seed
 from .predictions import check_prediction
@@ -113,6 +114,9 @@ class _NumpyEngine(_CpuEngine):
             if rows.C[m, r, q] != 0:
                 seed = keys[0] | (keys[1] << 32)
                 acc = acc + rows.C[m, r, q] * standard_normal(seed, keys[2], step, q, x.shape[1])
+        if rows.clipped and r == rows.A.shape[1] - 1:
+            acc = acc + clipped_term(rows.bound[m], rows.KB[m], rows.KE[m], [V[i] for i in rows.fslot[m]],
+                                    [V[i] for i in rows.hslot[m]])
         out[...] = acc
 
     def convert(self, V, slot, vals, u, conv):
@@ -161,10 +165,14 @@ class _CudaEngine:
         d = self._rows_dev
         self.k.combine_kernel[self.k.blocks_for(x.shape[0] * nbl), self.k.THREADS](
             out, x, V, d[0], d[1], d[2], d[3], m, r, d[4], d[5], keys[0], keys[1], keys[3], step)
+        if rows.clipped and r == rows.A.shape[1] - 1:
+            self.k.clip_kernel[self.k.blocks_for(x.shape[0]), self.k.THREADS](
+                out, V, d[6], d[7], d[8], m, d[4], d[5])
 
     def bind(self, rows, sidx):
         to = self.cuda.to_device
-        self._rows_dev = (to(rows.A), to(rows.B), to(rows.E), to(rows.C), to(rows.fslot), to(rows.hslot))
+        self._rows_dev = tuple(to(a) for a in (rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot, rows.KB,
+                                                rows.KE, rows.bound))
         return to(sidx)
 
     def convert(self, V, slot, vals, u, conv):

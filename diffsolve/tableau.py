@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StepTable", "StepVariables"]
+__all__ = ["ClipTerm", "StepTable", "StepVariables"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,27 @@ class StepVariables:
 
 
 @dataclass(frozen=True)
+class ClipTerm:
+    """A term of the step output whose Euclidean norm per sample is capped (accel-sde's clipped momentum):
+
+        x_{n+1} = (row S of the table) + f * K,   K = sum_j B[n, j] F_j + sum_m E[n, m] H_m,
+        f = min(1, bound[n] sqrt(D) / |K|)   (D = coordinates per sample; bound = inf: never clipped).
+
+    Row S of the table excludes K; :meth:`StepTable.unclipped` folds it back in (f = 1) for the linear-law
+    harnesses, which therefore describe the unclipped chain."""
+
+    B: np.ndarray  # (N, S)
+    E: np.ndarray  # (N, M)
+    bound: np.ndarray  # (N,)
+
+
+@dataclass(frozen=True)
 class StepTable:
     """Numeric tableau coefficients of one solver on one grid.
 
     Shapes: ``A (N, S+1)``, ``B (N, S+1, S)``, ``E (N, S+1, M)``, ``C (N, S+1, Q)``, ``tau (N, S)``.
-    ``keep`` is the stage whose output becomes the newest history value ``H_1`` of the next step.
+    ``keep`` is the stage whose output becomes the newest history value ``H_1`` of the next step; ``clip`` an
+    optional norm-capped output term (:class:`ClipTerm`).
     """
 
     A: np.ndarray
@@ -51,6 +67,7 @@ class StepTable:
     C: np.ndarray
     tau: np.ndarray
     keep: int = 0
+    clip: ClipTerm | None = None
 
     def __post_init__(self):
         n, s1 = self.A.shape
@@ -67,6 +84,19 @@ class StepTable:
         for name in ("A", "B", "E", "C"):
             if np.isnan(getattr(self, name)).any():
                 raise ValueError(f"StepTable.{name} contains NaN: the coefficient builder failed on this grid")
+        if self.clip is not None and (self.clip.B.shape != (n, s) or self.clip.E.shape != (n, self.E.shape[2])
+                                      or self.clip.bound.shape != (n,)):
+            raise ValueError(f"StepTable.clip has shapes B{self.clip.B.shape} E{self.clip.E.shape} "
+                             f"bound{self.clip.bound.shape}; expected (N, S), (N, M), (N,)")
+
+    def unclipped(self) -> "StepTable":
+        """The table with the clipped term folded into row S (f = 1): the chain without clipping."""
+        if self.clip is None:
+            return self
+        B, E = self.B.copy(), self.E.copy()
+        B[:, -1] += self.clip.B
+        E[:, -1] += self.clip.E
+        return StepTable(A=self.A, B=B, E=E, C=self.C, tau=self.tau, keep=self.keep)
 
     @property
     def steps(self) -> int:

@@ -78,6 +78,26 @@ def test_cpu_generic_matches_numpy(solver):
     np.testing.assert_array_equal(out, ref)  # same arithmetic in the same order: bitwise
 
 
+@pytest.mark.parametrize("path", ["fused", "generic"])
+def test_clipped_momentum_matches_numpy(path):
+    """accel-sde with a clip constant that caps the momentum (spec B.2.1): cpu == numpy on both paths, and the
+    cap really acts (clip events counted by the NumPy interpreter)."""
+    solver = ds.get_solver("accel-sde", c=0.05)
+    x0 = _x0(TGT)
+    model = ModelAdapter(TGT, VP, "eps") if path == "fused" else ModelAdapter(_eps_model(TGT), VP, "eps", "eps")
+    table = solver.table(VP, GRID)
+    events = []
+    kw = dict(seed=3, sample_index=np.arange(x0.shape[0]))
+    ref = numpy_backend.run(table, model, x0, clip_events=events, **kw)
+    assert np.mean(events[1:]) > 0.5  # (the start-up step has no momentum)
+    out = cpu_backend.run(table, model, x0, **kw)
+    if path == "generic":
+        np.testing.assert_array_equal(out, ref)  # the norm is summed in the same order: bitwise
+    _close(out, ref)
+    unclipped = numpy_backend.run(table.unclipped(), model, x0, **kw)
+    assert np.max(np.abs(unclipped - ref)) > 1e-3 * np.max(np.abs(ref))
+
+
 @pytest.mark.parametrize("prediction", ["data", "eps"])
 def test_synthetic_tableau_both_paths_match_numpy(prediction):
     """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1: the generic form of DESIGN §3."""
@@ -229,12 +249,12 @@ def test_cuda_simulator_matches_numpy():
     x0 = ds.sampling.prior_sample(VP, grid[0], 6, 3, seed=2)
     dev_eps = lambda x, t: cuda.to_device(tgt.predict(x.copy_to_host(), t, VP, "eps"))
     host_eps = lambda x, t: tgt.predict(x.copy_to_host(), t, VP, "eps")   # NumPy outputs are accepted too
-    for solver in ds.solvers.solver_names():
+    for solver in ds.solvers.solver_names() + [ds.get_solver("accel-sde", c=0.05)]:  # the last one clips
         ref = ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3)
-        close(ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3, backend="cuda"), ref, solver + " fused")
+        close(ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3, backend="cuda"), ref, str(solver) + " fused")
         for model in (dev_eps, host_eps):
             close(ds.sample(solver, model, VP, grid, x_init=x0, seed=3, backend="cuda", prediction="eps"), ref,
-                  solver + " generic")
+                  str(solver) + " generic")
     table = synthetic_table(steps=2)
     x1 = ds.sampling.prior_sample(VP, 0.9, 4, 4, seed=5)
     hist = [0.1 * x1[::-1], -0.2 * x1]

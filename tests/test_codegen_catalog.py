@@ -62,7 +62,7 @@ def test_index_is_consistent():
         family, k, prediction, sde, variant = key
         assert (m.FAMILY, m.K, m.PREDICTION, m.SDE, m.VARIANT) == key
         assert m.NFE_PER_STEP == m.STAGES and m.KEEP == 0 and m.STOCHASTIC == (m.NOISES > 0)
-        assert len(m.PARAMS) == len(m.DEFAULTS) and len(m.fractions(np.array(m.DEFAULTS))) == m.STAGES
+        assert len(m.PARAMS) == len(m.DEFAULTS) and len(m.fractions(np.array(m.DEFAULTS), np.ones(m.HISTORY))) == m.STAGES
         text = Path(m.__file__).read_text(encoding="utf-8")
         assert re.search(r"^# Content hash: ([0-9a-f]{64})$", text, re.M).group(1) == m.CONTENT_HASH
         assert text.startswith("# DO NOT EDIT") and f"# Regenerate: {catalog.COMMAND}" in text

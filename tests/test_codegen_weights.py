@@ -97,7 +97,8 @@ def test_jit_matches_python():
             outs.append(arrays)
         for a, b in zip(*outs):
             np.testing.assert_allclose(a, b, rtol=4e-16, atol=0)
-        assert m.fractions(params) == pytest.approx(m.fractions_jit(params))
+        r = np.ones(m.HISTORY)
+        assert m.fractions(params, r) == pytest.approx(m.fractions_jit(params, r))
 
 
 @pytest.mark.parametrize("sde, eta", [(False, None), (True, 1.0), (True, 0.5), (True, 0.0)])

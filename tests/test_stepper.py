@@ -37,13 +37,20 @@ def _drive(st, model):
     return st.x
 
 
+CLIPPED = "accel-sde(c=0.05)"  # a clip constant small enough that the momentum is capped at every step
+
+
+def _solver(name):
+    return ds.get_solver("accel-sde", c=0.05) if name == CLIPPED else name
+
+
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-@pytest.mark.parametrize("solver", ds.solvers.solver_names())
+@pytest.mark.parametrize("solver", ds.solvers.solver_names() + [CLIPPED])
 def test_numpy_loop_matches_sample(solver, backend):
-    ref = ds.sample(solver, np_eps, VP, GRID, x_init=X0, seed=5, prediction="eps")
-    st = Stepper(solver, VP, GRID, x_init=X0, prediction="eps", backend=backend, seed=5)
+    ref = ds.sample(_solver(solver), np_eps, VP, GRID, x_init=X0, seed=5, prediction="eps")
+    st = Stepper(_solver(solver), VP, GRID, x_init=X0, prediction="eps", backend=backend, seed=5)
     out = _drive(st, np_eps)
-    np.testing.assert_array_equal(out, ref)  # same conversion and combine arithmetic as the numpy backend
+    np.testing.assert_array_equal(out, ref)  # same conversion, combine and clip arithmetic as the numpy backend
     assert st.done and st.step_index == st.steps
     np.testing.assert_array_equal(X0, X0_COPY)  # x_init is never written to
 
@@ -121,7 +128,7 @@ def test_cuda_stepper_on_simulator():
     from diffsolve.stepper import Stepper
     from tests.test_stepper import np_eps, X0, VP
     grid = ds.time_grid(VP, 3, "time")
-    for solver in ds.solvers.solver_names():
+    for solver in ds.solvers.solver_names() + [ds.get_solver("accel-sde", c=0.05)]:
         ref = ds.sample(solver, np_eps, VP, grid, x_init=X0[:4], seed=5, prediction="eps")
         st = Stepper(solver, VP, grid, x_init=X0[:4], prediction="eps", backend="cuda", seed=5)
         while not st.done:

@@ -18,7 +18,9 @@ __all__ = ["propagate", "initial_law", "reverse_process_law"]
 
 def propagate(table: StepTable, target: Gaussian, schedule, prediction: str, mean, cov):
     """Push the law N(mean, cov) of X = (x, H_1..H_M) (per coordinate: mean (d, 1+M), cov (d, 1+M, 1+M))
-    through every step of ``table``; returns the final (mean, cov)."""
+    through every step of ``table``; returns the final (mean, cov).  A clipped term (``table.clip``) is taken
+    unclipped: this is the law of the chain without clipping (the clip is nonlinear)."""
+    table = table.unclipped()
     S, M, Q = table.stages, table.history, table.noises
     d = target.dim
     D = 2 + M + Q

@@ -92,7 +92,7 @@ def strong_order_study(solver, target: Gaussian, schedule, steps=(8, 16, 32, 64)
         per = dmu.size // n_steps
         grid = t_nodes[::per]
         table = solver.table(schedule, grid)
-        fractions = np.asarray(solver.fractions(solver.param_array), dtype=float)
+        fractions = solver.stage_fractions()  # lam-uniform grid: history ratios 1
         offsets = np.concatenate([fractions[1:], [1.0]]) * per
         if not np.allclose(offsets, np.round(offsets)):
             raise DiffsolveError(f"stage fractions {fractions} do not fall on the fine grid; use substeps divisible by 6")

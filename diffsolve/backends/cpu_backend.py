@@ -58,8 +58,8 @@ def _setup(table, x, seed, sample_index, history):
 
 def _fused(table, model, X, V, rows, seed_lo, seed_hi, sidx, step_offset, progress):
     g = plan.gmm_stage_tables(model.target, model.schedule, table.tau, model.solver_prediction, X.dtype)
-    kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
-                      g.tab, g.aux, g.iso, seed_lo, seed_hi, sidx, step_offset)
+    kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot, rows.KB,
+                      rows.KE, rows.bound, rows.clipped, g.tab, g.aux, g.iso, seed_lo, seed_hi, sidx, step_offset)
     if progress is not None:
         progress.update(table.steps)
     return X

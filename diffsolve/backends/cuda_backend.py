@@ -105,6 +105,7 @@ class _Device:
         self.X, self.V, self.sidx = to(X), to(V), to(sidx)
         self.A, self.B, self.E, self.C = (to(a) for a in self.rows[:4])
         self.fslot, self.hslot = to(self.rows.fslot), to(self.rows.hslot)
+        self.KB, self.KE, self.bound = to(self.rows.KB), to(self.rows.KE), to(self.rows.bound)
         self.n, self.dim, self.dtype = n, X.shape[1], dtype
 
     def combine(self, out, m, r, step):
@@ -112,6 +113,9 @@ class _Device:
         kernels.combine_kernel[kernels.blocks_for(self.n * nbl), kernels.THREADS](
             out, self.X, self.V, self.A, self.B, self.E, self.C, m, r, self.fslot, self.hslot,
             self.seed_lo, self.seed_hi, self.sidx, step)
+        if self.rows.clipped and r == self.rows.A.shape[1] - 1:
+            kernels.clip_kernel[kernels.blocks_for(self.n), kernels.THREADS](
+                out, self.V, self.KB, self.KE, self.bound, m, self.fslot, self.hslot)
 
 
 def _fused(table, model, dev, step_offset, progress):
@@ -119,7 +123,8 @@ def _fused(table, model, dev, step_offset, progress):
     k, d = model.target.means.shape
     kern = kernels.fused_kernel(table.stages, table.history, k, d, dev.dtype.name)
     kern[kernels.blocks_for(dev.n, cap=2**31 - 1), kernels.THREADS](
-        dev.X, dev.V, dev.A, dev.B, dev.E, dev.C, dev.fslot, dev.hslot, cuda.to_device(g.tab),
+        dev.X, dev.V, dev.A, dev.B, dev.E, dev.C, dev.fslot, dev.hslot, dev.KB, dev.KE, dev.bound,
+        dev.rows.clipped, cuda.to_device(g.tab),
         cuda.to_device(g.aux), g.iso, dev.seed_lo, dev.seed_hi, dev.sidx, step_offset)
     if progress is not None:
         progress.update(table.steps)

@@ -5,7 +5,7 @@
     NAME, FAMILY, VARIANT, K, PREDICTION, SDE, STAGES, HISTORY, NOISES, PARAMS, DEFAULTS, ORDER,
     DETERMINISTIC_ORDER, GENERIC_ORDER, ORDER_CONDITION, STRONG_ORDER, STOCHASTIC, NFE_PER_STEP, KEEP,
     GENERATOR_VERSION, SYMPY_VERSION, CONTENT_HASH
-    fractions(params) -> tuple of S floats (c_0 = 0.0, ...);          fractions_jit = numba.njit(cache=True)(fractions)
+    fractions(params, r) -> tuple of S floats (c_0 = 0.0, ...);       fractions_jit = numba.njit(cache=True)(fractions)
     fill(h, r, log_alpha, log_sigma, params, A, B, E, C)               fill_jit = numba.njit(cache=True)(fill)
 
 ``fill`` is plain Python (the NumPy-backend twin); the psi helpers are ``register_jitable`` so the same source
@@ -42,7 +42,7 @@ __all__ = [
     "write_atomic",
 ]
 
-GENERATOR_VERSION = "2"  # 2: psi helpers imported from diffsolve._generated.psi instead of copied per module
+GENERATOR_VERSION = "3"  # 2: psi helpers imported from diffsolve._generated.psi; 3: fractions(params, r)
 MAX_MOMENT = 15  # the shared helper module carries psi_q and psi~_q for q = 0..MAX_MOMENT (orders k <= 16)
 HELPER_MODULE = "diffsolve._generated.psi"
 DEFAULT_COMMAND = "diffsolve.codegen.emit.generate({derivation})"
@@ -119,10 +119,13 @@ def _body(tab) -> str:
     lines += _constants(tab)
     lines += ["", ""]
     # fractions
-    lines.append("def fractions(params):")
-    lines.append(f'{INDENT}"""Stage fractions c_0 = 0, c_1, ... of the step (lam_n + c_p h), from the parameters."""')
+    lines.append("def fractions(params, r):")
+    lines.append(f'{INDENT}"""Stage fractions c_0 = 0, c_1, ... of the step (lam_n + c_p h), from the parameters and the\n'
+                 f'{INDENT}step\'s history ratios r (M,) (a fraction -r_1 puts a stage on the previous grid node)."""')
     fraction_text = " ".join(printed.fraction_lines)
-    used = [ln for ln in printed.param_lines if re.search(rf"\b{ln.split(' = ')[0]}\b", fraction_text)]
+    ratio_lines = [f"r{j} = r[{j - 1}]" for j in range(1, tab.history + 1)]
+    used = [ln for ln in list(printed.param_lines) + ratio_lines
+            if re.search(rf"\b{ln.split(' = ')[0]}\b", fraction_text)]
     lines += [INDENT + ln for ln in used]
     lines.append(f"{INDENT}return ({', '.join(printed.fraction_lines)},)")
     lines += ["", "", "fractions_jit = numba.njit(cache=True)(fractions)", "", ""]

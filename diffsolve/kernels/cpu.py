@@ -19,7 +19,7 @@ from ..noise import philox
 from . import scalar
 from .scalar import make_kernels
 
-__all__ = ["SOURCE_STAMP", "TILE", "SPAN", "PARALLEL_MIN_SIZE", "advance", "combine", "convert", "fused_gmm"]
+__all__ = ["SOURCE_STAMP", "TILE", "SPAN", "PARALLEL_MIN_SIZE", "advance", "clip", "combine", "convert", "fused_gmm"]
 
 SOURCE_STAMP = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (scalar, philox))).hexdigest()[:16]
 
@@ -33,6 +33,7 @@ FUSED_FASTMATH = {"reassoc", "contract", "nsz"}
 combine_span = _k.combine_span
 combine_row = _k.combine_row
 convert_span = _k.convert_span
+clip_add = _k.clip_add
 gmm_predict = _k.gmm_predict
 
 TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
@@ -55,6 +56,16 @@ def _build(stamp, parallel):
             i = t // pieces
             combine_span(out, x, V, t, 0, w, (t - i * pieces) * w, A, B, E, C, m, r, fslot, hslot,
                          seed_lo, seed_hi, sidx[i], step, inplace)
+
+    def clip_any(out, V, KB, KE, bound, m, fslot, hslot):
+        """The norm-capped term of step m for every sample (whole rows: the cap needs the sample's norm);
+        returns the number of clip events."""
+        if stamp == "":
+            return 0
+        events = 0
+        for i in prange(out.shape[0]):
+            events += clip_add(out, V, i, KB, KE, bound, m, fslot, hslot)
+        return events
 
     def convert_any(V, slot, vals, u, fx, fd, tx, td, identity):
         if stamp == "":
@@ -80,7 +91,8 @@ def _build(stamp, parallel):
                          seed_lo, seed_hi, sidx[i], step, inplace)
         return bad
 
-    def fused(X, V, U, A, B, E, C, fslot, hslot, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset):
+    def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+              step_offset):
         """Every step of every sample with the mixture model inlined; tiles of TILE samples in parallel."""
         if stamp == "":
             return
@@ -101,14 +113,16 @@ def _build(stamp, parallel):
                         gmm_predict(V, fslot[m, s], U, i, tab, aux, m, s, ll, iso)
                 for i in range(lo, hi):
                     combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step, True)
+                    if clipped:
+                        clip_add(X, V, i, KB, KE, bound, m, fslot, hslot)
 
     jit = numba.njit(parallel=parallel, cache=True)
     fast = numba.njit(parallel=parallel, cache=True, fastmath=FUSED_FASTMATH)
-    return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused)
+    return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused), jit(clip_any)
 
 
-_combine_par, _convert_par, _advance_par, fused_gmm = _build(SOURCE_STAMP, True)
-_combine_ser, _convert_ser, _advance_ser, _ = _build(SOURCE_STAMP, False)
+_combine_par, _convert_par, _advance_par, fused_gmm, _clip_par = _build(SOURCE_STAMP, True)
+_combine_ser, _convert_ser, _advance_ser, _, _clip_ser = _build(SOURCE_STAMP, False)
 
 
 def _pieces(d: int) -> int:
@@ -122,7 +136,8 @@ def _pieces(d: int) -> int:
 
 
 def combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step):
-    """out[i] = tableau row ``r`` of step ``m`` for every sample i (``rows``: a plan.Rows).
+    """out[i] = tableau row ``r`` of step ``m`` for every sample i (``rows``: a plan.Rows), with the norm-capped
+    term (:func:`clip`) on the output row of a clipped table.
 
     Long rows are processed as pieces (reshaped views; the compiled loops index every piece from column 0, which
     lets LLVM vectorise them) in parallel; the noise keys still use each element's coordinate in its sample.
@@ -132,10 +147,22 @@ def combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step):
     fn = _combine_par if x.size >= PARALLEL_MIN_SIZE else _combine_ser
     fn(out.reshape(n * p, d // p), x.reshape(n * p, d // p), V.reshape(V.shape[0], n * p, d // p),
        rows.A, rows.B, rows.E, rows.C, m, r, rows.fslot, rows.hslot, seed_lo, seed_hi, sidx, step, out is x)
+    if rows.clipped and r == rows.A.shape[1] - 1:
+        clip(out, V, rows, m)
+
+
+def clip(out, V, rows, m):
+    """out += the norm-capped output term of step m (rows.clipped); returns the number of clip events."""
+    fn = _clip_par if out.size >= PARALLEL_MIN_SIZE else _clip_ser
+    return fn(out, V, rows.KB, rows.KE, rows.bound, m, rows.fslot, rows.hslot)
 
 
 def advance(V, slot, vals, u, conv, out, x, rows, m, r, seed_lo, seed_hi, sidx, step):
     """``convert(V, slot, vals, u, conv)`` then ``combine(out, x, V, rows, m, r, ...)`` in one compiled pass."""
+    if rows.clipped and r == rows.A.shape[1] - 1:  # the cap needs whole rows: convert, then combine + clip
+        bad = convert(V, slot, vals, u, conv)
+        combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step)
+        return bad
     n, d = x.shape
     p = _pieces(d)
     fn = _advance_par if x.size >= PARALLEL_MIN_SIZE else _advance_ser

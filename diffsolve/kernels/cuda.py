@@ -4,6 +4,7 @@ Imported only by the cuda backend and the CUDA stepper engine (never at ``import
 functions are the CPU's, compiled with ``cuda.jit(device=True)``:
 
 * ``combine_kernel`` / ``convert_kernel``: grid-stride loops over (sample, coordinate pair) / elements;
+  ``clip_kernel``: one thread per sample for the norm-capped output term of a clipped table;
 * ``fused_kernel(...)``: one thread per sample runs every step of its trajectory in registers/local memory;
   each stage's model table (means, variances and weights turned into a m, 0.5/var_t, ... at the stage time) is
   staged in shared memory by the whole block, so the K x d table is read from global memory once per block.
@@ -19,7 +20,7 @@ from numba import cuda
 
 from .scalar import make_kernels
 
-__all__ = ["THREADS", "SHARED_BYTES", "blocks_for", "combine_kernel", "convert_kernel", "fused_kernel"]
+__all__ = ["THREADS", "SHARED_BYTES", "blocks_for", "clip_kernel", "combine_kernel", "convert_kernel", "fused_kernel"]
 
 THREADS = 128
 SHARED_BYTES = 48 * 1024  # static shared memory available to a block without opting in
@@ -28,6 +29,7 @@ _k = make_kernels(cuda.jit(device=True))
 combine_pair = _k.combine_pair
 combine_row = _k.combine_row
 convert_span = _k.convert_span
+clip_add = _k.clip_add
 gmm_predict = _k.gmm_predict
 
 
@@ -43,6 +45,13 @@ def combine_kernel(out, x, V, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, 
     for t in range(cuda.grid(1), x.shape[0] * nbl, cuda.gridsize(1)):
         i = t // nbl
         combine_pair(out, x, V, i, t - i * nbl, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx[i], step)
+
+
+@cuda.jit
+def clip_kernel(out, V, KB, KE, bound, m, fslot, hslot):
+    """out[i] += the norm-capped output term of step m, one thread per sample (it needs the sample's norm)."""
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        clip_add(out, V, i, KB, KE, bound, m, fslot, hslot)
 
 
 @cuda.jit
@@ -72,7 +81,8 @@ def fused_kernel(stages: int, history: int, k: int, d: int, dtype_name: str):
     sh_aux_len = k + 2 if use_shared else 1
 
     @cuda.jit
-    def fused(X, V0, A, B, E, C, fslot, hslot, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset):
+    def fused(X, V0, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+              step_offset):
         n = X.shape[0]
         i = cuda.grid(1)
         tid = cuda.threadIdx.x
@@ -114,6 +124,8 @@ def fused_kernel(stages: int, history: int, k: int, d: int, dtype_name: str):
                     gmm_predict(vl, fslot[m, s], ul, 0, tab, aux, m, s, ll, iso)
             if active:
                 combine_row(xl, xl, vl, 0, A, B, E, C, m, stages, fslot, hslot, seed_lo, seed_hi, sample, step, True)
+                if clipped:
+                    clip_add(xl, vl, 0, KB, KE, bound, m, fslot, hslot)
         if active:
             for j in range(d):
                 X[i, j] = xl[0, j]

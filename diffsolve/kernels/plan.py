@@ -28,6 +28,10 @@ class Rows(NamedTuple):
     fslot: np.ndarray  # (N, S) int64
     hslot: np.ndarray  # (N, M) int64
     final_hslot: np.ndarray  # (M,) where H_1..H_M live after the last step
+    KB: np.ndarray  # (N, S) the norm-capped output term (ClipTerm; zeros without one)
+    KE: np.ndarray  # (N, M)
+    bound: np.ndarray  # (N,)
+    clipped: bool  # the table has a ClipTerm
 
 
 class Conversion(NamedTuple):
@@ -65,7 +69,12 @@ def table_rows(table, dtype) -> Rows:
     """The StepTable's coefficients cast to ``dtype`` (the state's) with its slot plan."""
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
     fslot, hslot, final = slot_plan(table.steps, table.stages, table.history, table.keep)
-    return Rows(cast(table.A), cast(table.B), cast(table.E), cast(table.C), fslot, hslot, final)
+    clip = table.clip
+    N, S, M = table.steps, table.stages, table.history
+    KB, KE, bound = (clip.B, clip.E, clip.bound) if clip is not None else (
+        np.zeros((N, S)), np.zeros((N, M)), np.full(N, np.inf))
+    return Rows(cast(table.A), cast(table.B), cast(table.E), cast(table.C), fslot, hslot, final, cast(KB),
+                cast(KE), cast(bound), clip is not None)
 
 
 def conversion(schedule, t, frm: str, to: str) -> Conversion:

@@ -52,6 +52,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
       ``combine_span`` / ``combine_row`` (term by term over a run of coordinates: the CPU's and the fused
       kernels' form; the same bits per element);
     * ``convert_span`` (a model output converted to the solver's prediction type, with a non-finite count);
+    * ``clip_add`` (the norm-capped output term of a :class:`~diffsolve.tableau.ClipTerm`, per sample);
     * ``gmm_predict`` (the exact mixture model for one sample) and its parts.
 
     ``decorate_fast`` (default ``decorate``) compiles the mixture denoiser's parts and ``decorate_scalar``
@@ -146,6 +147,39 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         """Tableau row r of step m for every coordinate of sample i (``combine_span`` over the whole row)."""
         combine_span_d(out, x, V, i, 0, x.shape[1], 0, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx,
                        step, inplace)
+
+    def clip_term(V, i, j, KB, KE, m, fslot, hslot):
+        """K_j = sum_s KB[m,s] F_s + sum_q KE[m,q] H_q at coordinate j of sample i (zero coefficients skipped)."""
+        v = KB[m, 0] - KB[m, 0]
+        for s in range(KB.shape[1]):
+            c = KB[m, s]
+            if c != 0:
+                v += c * V[fslot[m, s], i, j]
+        for q in range(KE.shape[1]):
+            c = KE[m, q]
+            if c != 0:
+                v += c * V[hslot[m, q], i, j]
+        return v
+
+    clip_term_d = decorate(clip_term)
+
+    def clip_add(out, V, i, KB, KE, bound, m, fslot, hslot):
+        """out[i] += f K for the norm-capped term K of step m (:class:`~diffsolve.tableau.ClipTerm`):
+        f = min(1, bound[m] sqrt(d) / |K|).  Returns 1 when the cap acted (a clip event), else 0."""
+        d = out.shape[1]
+        ss = KB[m, 0] - KB[m, 0]
+        for j in range(d):
+            v = clip_term_d(V, i, j, KB, KE, m, fslot, hslot)
+            ss += v * v
+        limit = bound[m] * math.sqrt(d)
+        if ss > limit * limit:
+            f = limit / math.sqrt(ss)
+            for j in range(d):
+                out[i, j] += f * clip_term_d(V, i, j, KB, KE, m, fslot, hslot)
+            return 1
+        for j in range(d):
+            out[i, j] += clip_term_d(V, i, j, KB, KE, m, fslot, hslot)
+        return 0
 
     def convert_span(V, slot, vals, u, i, jlo, jhi, fx, fd, tx, td, identity):
         """V[slot, i, j] = model output vals[i, j] of type P = fx u + fd D as type P' = tx u + td D, for
@@ -379,6 +413,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         combine_span=combine_span_d,
         combine_row=decorate(combine_row),
         convert_span=decorate(convert_span),
+        clip_add=decorate(clip_add),
         gmm_predict=decorate(gmm_predict),
         log_lik_iso=log_lik_iso_d,
         log_lik_diag=log_lik_diag_d,

@@ -1,7 +1,7 @@
 """Solvers built from generated tableau modules (the shipped catalog, or generated on demand).
 
 A generated module (see :mod:`diffsolve.codegen`) exposes its structure (``STAGES``, ``HISTORY``, ``NOISES``,
-``PREDICTION``, ``PARAMS``, ``DEFAULTS``, ``ORDER``, ``STOCHASTIC``), ``fractions(params)`` and the coefficient
+``PREDICTION``, ``PARAMS``, ``DEFAULTS``, ``ORDER``, ``STOCHASTIC``), ``fractions(params, r)`` and the coefficient
 builder ``fill`` with its Numba twin ``fill_jit``.  A multistep solver of order k uses the modules of orders
 1..k as its warm-up levels.  Looking a module up never imports SymPy; only a key missing from the shipped
 catalog triggers a derivation (``diffsolve.codegen``), cached on disk by content hash.
@@ -51,7 +51,7 @@ def solver_from_modules(name: str, modules, *, family: str, order: int, variant:
     return Solver(
         name=name, family=family, order=order, nfe_per_step=full.STAGES, prediction=full.PREDICTION,
         stochastic=bool(full.STOCHASTIC), stages=full.STAGES, history=full.HISTORY, noises=full.NOISES,
-        fills=tuple(Builder(m.fill, m.fill_jit) for m in modules), fractions=full.fractions,
+        fills=tuple(Builder(m.fill, m.fill_jit, m.fractions) for m in modules),
         param_names=tuple(full.PARAMS), params=tuple(float(v) for v in full.DEFAULTS), strong_order=strong_order,
         reference=reference, variant=variant, uncertain=uncertain, description=description,
         extra={"module": getattr(full, "__file__", None), "declared_order": order,

@@ -16,14 +16,17 @@ e.g. "exact" (the default: '2a'/'3a', data prediction, exact OU noise), "2b", "e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
+
+import numpy as np
 
 from ..cache import cached_module
 from ..errors import DiffsolveError
 from .generated import solver_from_modules
-from .registry import register, register_pattern
+from .registry import Builder, register, register_pattern
 
-__all__ = ["SEEDS_COMBINES", "seeds_solver", "accel_ddim_solver", "accel_ddpm_solver", "accel_sde_solver", "parse_seeds_variant",
+__all__ = ["ACCEL_DDIM_VARIANTS", "SEEDS_COMBINES", "seeds_solver", "accel_ddim_solver", "accel_ddpm_solver", "accel_sde_solver", "parse_seeds_variant",
            "register_all", "SEEDS_ORDERS"]
 
 # declared (weak order, strong order) of SEEDS-k; measured values in docs/papers/seeds.md
@@ -98,25 +101,42 @@ def _accel_module(kind: str, variant: str):
     def derive():
         from ..symbolic import accelerated as acc
 
-        return acc.derive_accel_ddim() if kind == "ddim" else acc.derive_accel_ddpm(variant)
+        builders = {("ddim", "repo"): acc.derive_accel_ddim, ("ddim", "phi-psi"): acc.derive_accel_ddim_phi_psi,
+                    ("ddim", "phi-psi-startup"): acc.derive_accel_ddim_phi_psi_startup}
+        return builders[kind, variant]() if kind == "ddim" else acc.derive_accel_ddpm(variant)
 
     return cached_module(f"accel-{kind}-{variant}", derive)
 
 
-def accel_ddim_solver(variant: str | None = None):
-    """``accel-ddim``: accelerated deterministic sampler of Li et al. (ICML 2024, arXiv 2403.03852), form (b) of
-    the authors' code: 2-step exponential integrator in abar (eps linear in abar, arcsin weight derived in
-    SymPy), 1 NFE/step, ODE order 2; the first step (no history) is DDIM.  Any schedule (spec A.6)."""
-    if variant not in (None, "", "exact", "repo"):
-        raise DiffsolveError(f"accel-ddim has variant 'repo' (the default, form (b)); got {variant!r} "
-                             "(form (a), 'phi-psi', is not implemented)")
-    from .generated import tableau_module
+ACCEL_DDIM_VARIANTS = ("repo", "phi-psi")
 
-    warmup = tableau_module("multistep", 1, "eps", False, "exact")  # DDIM in eps form
+
+def accel_ddim_solver(variant: str | None = None):
+    """``accel-ddim``: accelerated deterministic sampler of Li et al. (ICML 2024, arXiv 2403.03852), ODE order 2,
+    any schedule (spec A.6).
+
+    ``variant="repo"`` (default; form (b) of the authors' code): 2-step exponential integrator in abar (eps linear in
+    abar, arcsin weight derived in SymPy), 1 NFE/step; the first step is DDIM.
+    ``variant="phi-psi"`` (form (a), the paper's Phi/Psi form; coefficients a reconstruction): the point pulled
+    back to the previous grid node, a backward drift difference with weight beta_t^2/(4 beta_{t+1}), 2 NFE/step;
+    the first step (no previous node) is DPM-Solver-2 with its midpoint stage."""
+    v = "repo" if variant in (None, "", "exact") else variant
+    if v not in ACCEL_DDIM_VARIANTS:
+        raise DiffsolveError(f"accel-ddim variants are {list(ACCEL_DDIM_VARIANTS)} (default 'repo', form (b)); "
+                             f"got {variant!r}")
+    if v == "repo":
+        from .generated import tableau_module
+
+        modules = [tableau_module("multistep", 1, "eps", False, "exact"), _accel_module("ddim", "repo")]  # DDIM first
+        ref, what = ", form (b) (authors' code)", "2-step exponential integrator in abar, 1 NFE/step"
+    else:
+        modules = [_accel_module("ddim", "phi-psi-startup"), _accel_module("ddim", "phi-psi")]
+        ref = ", form (a) (Phi/Psi; coefficients reconstructed, specs/accelerated.md A.2.2)"
+        what = "Phi/Psi form with the auxiliary point on the previous node, 2 NFE/step"
     return solver_from_modules(
-        "accel-ddim", [warmup, _accel_module("ddim", "repo")], family="accelerated", order=2,
-        variant="exact" if variant in (None, "", "exact") else variant, reference=_ACCEL_REF + ", form (b)",
-        description="accelerated DDIM (2-step exponential integrator in abar), 1 NFE/step, ODE order 2",
+        "accel-ddim", modules, family="accelerated", order=2,
+        variant="exact" if variant in (None, "", "exact") else variant, reference=_ACCEL_REF + ref,
+        uncertain=(v == "phi-psi"), description=f"accelerated DDIM ({what}), ODE order 2",
     )
 
 
@@ -135,32 +155,44 @@ def accel_ddpm_solver(variant: str | None = None):
     )
 
 
+ACCEL_SDE_MOMENTA = ("ratio", "constant")  # the derivation side: diffsolve.symbolic.accelerated
+
+
 def accel_sde_solver(variant: str | None = None):
     """``accel-sde`` (reconstruction following Li & Cai's description, arXiv 2410.23285; spec B.2): DDPM-type
-    step with a momentum from the previous rescaled score (derived "ratio" coefficient, a = 0), start-up step with
-    Paper A's half-noise split; 1 NFE/step, declared weak order 2.  No clipping (c = inf): the clip of spec B.2.1
-    needs the kernel template.  Never cite its numbers as Li & Cai's."""
-    if variant not in (None, "", "exact", "ratio"):
-        raise DiffsolveError(f"accel-sde has only the default variant ('ratio', a = 0, no clipping); got {variant!r}")
-    modules = [_cached_accel_sde(True), _cached_accel_sde(False)]
-    return solver_from_modules(
-        "accel-sde", modules, family="accelerated", order=2,
+    step with a clipped momentum from the previous rescaled score, 1 NFE/step, declared weak order 2 (derived on
+    Gaussians).  Never cite its numbers as Li & Cai's.
+
+    ``variant``: the momentum rule, "ratio" (default: derived, order 2 on any grid) or "constant" (1/2 - a; smooth
+    grids only).  Parameters: ``a`` (pre-score noise fraction in [0, 1/2], default 0; the start-up step always
+    uses 1/2), ``c`` (clip constant, default 2: the momentum's norm in eps units is capped at c sqrt(d);
+    ``c=inf`` never clips)."""
+    momentum = "ratio" if variant in (None, "", "exact") else variant
+    if momentum not in ACCEL_SDE_MOMENTA:
+        raise DiffsolveError(f"accel-sde variants (momentum rules) are {list(ACCEL_SDE_MOMENTA)} (default 'ratio'); "
+                             f"got {variant!r}")
+    startup, base, correction = (_cached_accel_sde(p, momentum) for p in ("startup", "base", "correction"))
+    solver = solver_from_modules(
+        "accel-sde", [startup, base], family="accelerated", order=2,
         variant="exact" if variant in (None, "", "exact") else variant,
         uncertain=True, reference="accel-sde (reconstruction following Li & Cai's description, arXiv 2410.23285)",
-        description="accel-sde (reconstruction following Li & Cai's description): momentum-corrected DDPM-type step, "
-                    "1 NFE/step, weak order 2 (Gaussian-derived), no clipping",
-        extra={"reconstruction": True},
+        description=f"accel-sde (reconstruction following Li & Cai's description): DDPM-type step with a clipped "
+                    f"{momentum!r} momentum, 1 NFE/step, weak order 2 (Gaussian-derived)",
+        extra={"reconstruction": True, "momentum": momentum, "bounds": {"a": (0.0, 0.5), "c": (0.0, np.inf)}},
     )
+    return replace(solver, clip=Builder(correction.fill, correction.fill_jit, correction.fractions),
+                   param_names=("a", "c"), params=(float(base.DEFAULTS[0]), 2.0))
 
 
 @lru_cache(maxsize=None)
-def _cached_accel_sde(startup: bool):
+def _cached_accel_sde(part: str, momentum: str):
     def derive():
         from ..symbolic.accelerated import derive_accel_sde
 
-        return derive_accel_sde(startup)
+        return derive_accel_sde(part, momentum)
 
-    return cached_module(f"accel-sde-{'startup' if startup else 'ratio'}", derive)
+    key = part if part != "correction" else f"{part}-{momentum}"
+    return cached_module(f"accel-sde-{key}", derive)
 
 
 _REGISTERED = False
@@ -176,9 +208,11 @@ def register_all() -> None:
     for k in (1, 2, 3):
         register(f"seeds-{k}", lambda k=k: seeds_solver(k))
     register("accel-ddim", lambda: accel_ddim_solver())
+    register("accel-ddim:phi-psi", lambda: accel_ddim_solver("phi-psi"))
     register("accel-ddpm", lambda: accel_ddpm_solver())
     register("accel-ddpm:ddpm-type", lambda: accel_ddpm_solver("ddpm-type"))
     register("accel-sde", lambda: accel_sde_solver())
+    register("accel-sde:constant", lambda: accel_sde_solver("constant"))
 
 
 register_all()

@@ -13,24 +13,25 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import DiffsolveError
-from ..tableau import StepTable, StepVariables
+from ..tableau import ClipTerm, StepTable, StepVariables
 
 __all__ = ["Builder", "Solver", "register", "register_pattern", "get_solver", "list_solvers", "solver_names"]
 
 class Builder(NamedTuple):
-    """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)``: plain and compiled."""
+    """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)`` (plain and compiled) and
+    its stage fractions ``fractions(params, r)``."""
 
     py: Callable[..., None]
     jit: Callable[..., None]
+    fractions: Callable[..., Sequence[float]]
 
 
 @dataclass(frozen=True)
 class Solver:
     """One registered solver.
 
-    ``fills[j]`` is the coefficient builder used when ``j`` history values are available (warm-up:
-    ``j < history``); ``fills[-1]`` is the full method.  ``fractions(params)`` gives the S stage fractions
-    c_i of the log-SNR step (c_0 = 0).  ``order`` is the declared ODE global order, or the weak order for
+    ``fills[j]`` is the coefficient builder (with its stage fractions) used when ``j`` history values are
+    available (warm-up: ``j < history``); ``fills[-1]`` is the full method.  ``order`` is the declared ODE global order, or the weak order for
     stochastic solvers; ``params`` holds runtime parameters such as ``eta``.
     """
 
@@ -44,7 +45,6 @@ class Solver:
     history: int
     noises: int
     fills: tuple
-    fractions: Callable[[np.ndarray], Sequence[float]]
     param_names: tuple = ()
     params: tuple = ()
     strong_order: float | None = None
@@ -53,6 +53,7 @@ class Solver:
     uncertain: bool = False
     description: str = ""
     keep: int = 0
+    clip: Builder | None = None
     extra: dict = field(default_factory=dict)
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -65,6 +66,10 @@ class Solver:
                     f"solver {self.name!r} has no parameter {key!r}; its parameters are {list(self.param_names) or 'none'}"
                 )
             values[key] = float(value)
+            lo, hi = self.extra.get("bounds", {}).get(key, (-np.inf, np.inf))
+            if not lo <= values[key] <= hi:  # also refuses NaN
+                raise DiffsolveError(f"solver {self.name!r}: parameter {key} = {value!r} is outside its range "
+                                     f"[{lo}, {hi}]; pass a value in that range")
         order = self.order
         condition = self.extra.get("order_condition", ())
         if condition:  # e.g. 3S is third order only for c2 = 2/3; other fractions give the generic order
@@ -98,11 +103,34 @@ class Solver:
         }
 
     # -- coefficient tables ----------------------------------------------------------------------------
-    def step_variables(self, schedule, grid, start: int = 0) -> StepVariables:
-        """Per-step variables for the steps ``start .. N-1`` of ``grid`` (history from earlier nodes)."""
+    def stage_fractions(self, r=None, level: int | None = None) -> np.ndarray:
+        """Stage fractions c_0 = 0, c_1, ... (stage node lam_n + c_p h) of the warm-up ``level`` (default: the
+        full method) for a step with history ratios ``r`` (default all 1); a fraction -r_1 is the previous node."""
+        level = self.history if level is None else int(level)
+        r = np.ones(level) if r is None else np.asarray(r, dtype=np.float64)
+        return np.asarray(self.fills[level].fractions(self.param_array, r), dtype=np.float64)
+
+    def levels(self, schedule, grid, start: int = 0, exact_history: bool = False) -> np.ndarray:
+        """The warm-up level (history values available) of every step ``start..N-1``.
+
+        Without ``exact_history`` a multistep method warms up with the lower-order formulas while fewer history
+        values exist; infinite steps (to sigma = 0) always use the first-order formula (spec §3.8).
+        """
+        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
+        finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
+        n = lam.size - 1 - start
+        available = np.array([self.history if exact_history else min(finite_before[start + i], self.history)
+                              for i in range(n)], dtype=np.int64)
+        available[~np.isfinite(np.diff(lam)[start:])] = 0
+        return available
+
+    def step_variables(self, schedule, grid, start: int = 0, levels=None) -> StepVariables:
+        """Per-step variables for the steps ``start .. N-1`` of ``grid`` (history from earlier nodes); the stage
+        nodes of step n follow the fractions of its warm-up level ``levels[n]`` (default: the full method)."""
         t = np.asarray(grid, dtype=np.float64)
         lam = schedule.lam(t)
         n_steps = t.size - 1 - start
+        levels = np.full(n_steps, self.history) if levels is None else np.asarray(levels)
         h = np.diff(lam)[start:]
         r = np.full((n_steps, self.history), np.nan)
         for j in range(self.history):
@@ -110,43 +138,38 @@ class Solver:
                 g = start + n  # global index of the step's start node
                 if g - j - 1 >= 0 and np.isfinite(lam[g - j - 1]):
                     r[n, j] = (lam[g - j] - lam[g - j - 1]) / h[n]
-        c = np.asarray(self.fractions(self.param_array), dtype=np.float64)
         nodes_t = np.empty((n_steps, self.stages + 1))
         nodes_t[:, 0] = t[start:-1]
         nodes_t[:, -1] = t[start + 1:]
         if self.stages > 1:
-            stage_lam = lam[start:-1, None] + c[None, 1:] * h[:, None]
+            c = np.array([self.stage_fractions(r[n, :levels[n]], levels[n]) for n in range(n_steps)])
+            stage_lam = lam[start:-1, None] + c[:, 1:] * h[:, None]
             if not np.isfinite(stage_lam).all():
                 raise DiffsolveError(
                     f"solver {self.name!r} has intermediate stages and cannot take a step with an infinite "
                     "log-SNR end point (sigma = 0); end the grid at a small positive sigma"
                 )
             nodes_t[:, 1:-1] = schedule.t_of_lam(stage_lam)
+            if self.history:  # a stage on the previous grid node (fraction -r_1) takes that node's time exactly
+                rows, cols = np.nonzero(np.isclose(c[:, 1:], -r[:, :1], rtol=0, atol=1e-15))
+                nodes_t[rows, cols + 1] = t[start + rows - 1]
         return StepVariables(h=h, r=r, log_alpha=schedule.log_alpha(nodes_t), log_sigma=schedule.log_sigma(nodes_t),
                              t=nodes_t)
 
     def table(self, schedule, grid, *, start: int = 0, exact_history: bool = False, compiled: bool = False) -> StepTable:
-        """The coefficient table for ``grid`` (steps ``start..N-1``).
-
-        Without ``exact_history`` a multistep method warms up with the lower-order formulas while fewer
-        history values exist; infinite steps (to sigma = 0) always use the first-order formula (spec §3.8).
-        """
-        v = self.step_variables(schedule, grid, start)
+        """The coefficient table for ``grid`` (steps ``start..N-1``), warm-up levels from :meth:`levels`."""
+        available = self.levels(schedule, grid, start, exact_history)
+        v = self.step_variables(schedule, grid, start, available)
         n = v.h.size
         table = StepTable.empty(n, self.stages, self.history, self.noises)
         table.tau[:] = v.t[:, : self.stages]
         table = replace(table, keep=self.keep)
-        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
-        finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
-        available = np.array([self.history if exact_history else min(finite_before[start + i], self.history)
-                              for i in range(n)])
         infinite = ~np.isfinite(v.h)
         if infinite.any() and self.prediction != "data":
             raise DiffsolveError(
                 f"solver {self.name!r} uses {self.prediction!r} prediction, which is singular on a step to sigma = 0 "
                 "(lam = +inf); end the grid at a small positive sigma or use a data-prediction solver (ddim, dpmpp-*)"
             )
-        available[infinite] = 0
         params = self.param_array
         for level in np.unique(available):
             rows = np.flatnonzero(available == level)
@@ -156,6 +179,8 @@ class Solver:
                  sub.A, sub.B, sub.E, sub.C)
             table.A[rows], table.B[rows], table.C[rows] = sub.A, sub.B, sub.C
             table.E[rows, :, :level] = sub.E
+        if self.clip is not None:
+            table = replace(table, clip=self._clip_term(v, available, table))
         for name in ("A", "B", "E", "C"):
             arr = getattr(table, name)
             if np.isnan(arr).any():
@@ -165,6 +190,20 @@ class Solver:
                     f"{grid[row + 1]!r}); the grid may contain a step the solver cannot take"
                 )
         return table
+
+    def _clip_term(self, v: StepVariables, available, table: StepTable) -> ClipTerm:
+        """The norm-capped term on the steps of the full method (warm-up steps get a zero term)."""
+        n, S = v.h.size, self.stages
+        KB, KE, bound = np.zeros((n, S)), np.zeros((n, self.history)), np.full(n, np.inf)
+        rows = np.flatnonzero(available == self.history)
+        if rows.size:
+            sub = StepTable.empty(rows.size, S, self.history, self.noises)
+            self.clip.py(v.h[rows], np.ascontiguousarray(v.r[rows]), v.log_alpha[rows], v.log_sigma[rows],
+                         self.param_array, sub.A, sub.B, sub.E, sub.C)
+            KB[rows], KE[rows] = sub.B[:, S], sub.E[:, S]
+            c = dict(zip(self.param_names, self.params))["c"]
+            bound[rows] = c * np.abs(table.B[rows, S, 0])
+        return ClipTerm(B=KB, E=KE, bound=bound)
 
     def __repr__(self):
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"

@@ -15,8 +15,9 @@ alpha_t = abar_n / abar_{n+1}, beta_t = 1 - alpha_t.  The model output F is the 
 ``derive_accel_ddpm()``  A.2.1 README split-noise form: u = x_bar + sqrt(beta/2) xi_1 (same t), output
     (u + beta s(u))/sqrt(alpha_t) + sqrt(beta/2) xi_2 with s = -eps/sqrt(1 - abar_n): a 1-stage tableau with
     Q = 2 normals, 1 NFE/step, weak order 1 (the second half-noise outside the scaling, as published).
-``derive_accel_sde(startup)``  accel-sde, the RECONSTRUCTION following Li & Cai's description (arXiv 2410.23285,
-    spec B.2; not their published update): a = 0, derived "ratio" momentum, no clipping; weak order 2.
+``derive_accel_sde(part, momentum)``  accel-sde, the RECONSTRUCTION following Li & Cai's description (arXiv
+    2410.23285, spec B.2; not their published update): the momentum-free step, the momentum term (clipped by the
+    runtime) and the start-up step; weak order 2.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import sympy as sp
 from . import symbols as sy
 from .tableau import SymbolicTableau
 
-__all__ = ["abar", "ddim_weight", "numerator_series", "derive_accel_ddim", "derive_accel_ddpm", "derive_accel_sde",
+__all__ = ["abar", "ddim_weight", "numerator_series", "derive_accel_ddim", "derive_accel_ddim_phi_psi",
+           "derive_accel_ddim_phi_psi_startup", "derive_accel_ddpm", "derive_accel_sde", "accel_sde_kappa", "ACCEL_SDE_PARTS", "ACCEL_SDE_MOMENTA",
            "ACCEL_DDPM_VARIANTS", "H_SERIES", "SERIES_TERMS", "REFERENCE", "LAM0", "R1"]
 
 REFERENCE = ("Li, Huang, Efimov, Wei, Chi, Chen, Accelerating Convergence of Score-Based Diffusion Models, "
@@ -144,6 +146,63 @@ def derive_accel_ddim() -> SymbolicTableau:
     )
 
 
+def _nu(p: int) -> sp.Expr:
+    """nu = sqrt(alpha^2 + sigma^2) at node p (x_bar = x / nu; 1 for VP)."""
+    return sp.sqrt(sp.exp(2 * sy.la(p)) + sp.exp(2 * sy.ls(p)))
+
+
+def _sqrt_one_minus_abar(p: int) -> sp.Expr:
+    """sqrt(1 - abar) = sigma / nu at node p (the eps -> score factor of A.6: s = -eps / sqrt(1 - abar))."""
+    return sp.exp(sy.ls(p)) / _nu(p)
+
+
+@lru_cache(maxsize=None)
+def derive_accel_ddim_phi_psi() -> SymbolicTableau:
+    """accel-ddim form (a) of A.2.2 (the paper's Phi/Psi form, coefficients a reconstruction [R]), 2 NFE/step:
+
+        Y^- = Phi(Y_t) = sqrt(alpha_{t+1}) (Y_t - (beta_{t+1}/2) s_t(Y_t))            (stage on the previous node)
+        Y_{t-1} = (Y_t + (beta_t/2) s_t + beta_t^2/(4 beta_{t+1}) (s_t - sqrt(alpha_{t+1}) s_{t+1}(Y^-))) / sqrt(alpha_t)
+
+    Nodes: 0 = the step start (t), 1 = the stage node = the previous grid node (t+1, fraction -r_1), 2 = the end
+    (t-1).  The history slot only carries the previous node (E = 0): the first step uses
+    :func:`derive_accel_ddim_phi_psi_startup`.  ODE order 2 (series check)."""
+    ab = [abar(_node_lam(p)) for p in range(3)]
+    beta_t = _beta(_node_lam(0), _node_lam(2))       # 1 - abar_0/abar_2
+    beta_prev = _beta(_node_lam(1), _node_lam(0))    # beta_{t+1} = 1 - abar_1/abar_0
+    sqrt_alpha_t, sqrt_alpha_prev = sp.sqrt(ab[0] / ab[2]), sp.sqrt(ab[1] / ab[0])
+    s0, s1 = -1 / _sqrt_one_minus_abar(0), -1 / _sqrt_one_minus_abar(1)  # score per unit eps at nodes 0, 1
+    corr = beta_t**2 / (4 * beta_prev)
+    simp = lambda x: sp.powsimp(x, combine="exp")  # noqa: E731
+    out = _nu(2) / sqrt_alpha_t  # Y_{t-1} -> x_{n+1}
+    a = sp.ImmutableMatrix([[1], [simp(_nu(1) * sqrt_alpha_prev / _nu(0))], [simp(out / _nu(0))]])
+    b = sp.ImmutableMatrix([[0, 0], [simp(-_nu(1) * sqrt_alpha_prev * beta_prev / 2 * s0), 0],
+                            [simp(out * (beta_t / 2 + corr) * s0), simp(-out * corr * sqrt_alpha_prev * s1)]])
+    return SymbolicTableau(
+        name="accel-ddim", family="accelerated", variant="phi-psi", k=2, prediction="eps", sde=False, stages=2,
+        history=1, noises=0, params=(), defaults=(), fractions=(sp.Integer(0), -R1), a=a, b=b,
+        e=sp.ImmutableMatrix.zeros(3, 1), c=sp.ImmutableMatrix.zeros(3, 0), order=2, deterministic_order=2, keep=0,
+        reference=REFERENCE + ", accelerated deterministic sampler form (a) (Phi/Psi with the auxiliary point "
+                              "Y_t^-; coefficients reconstructed, specs/accelerated.md A.2.2 [R])",
+        notes="Second stage: the current point pulled back to the previous (noisier) grid node by a half-drift "
+              "Euler step; backward difference of the drift with the Adams weight beta_t^2/(4 beta_{t+1}). "
+              "The history slot only locates the previous node (E = 0).",
+        derivation="diffsolve.symbolic.accelerated.derive_accel_ddim_phi_psi()",
+    )
+
+
+@lru_cache(maxsize=None)
+def derive_accel_ddim_phi_psi_startup() -> SymbolicTableau:
+    """The first step of form (a), which has no previous node: DPM-Solver-2 in eps form with its stage at the
+    log-SNR midpoint (c_1 = 1/2), 2 NFE and order 2 like the method it starts."""
+    from .singlestep import derive_singlestep
+
+    tab = derive_singlestep(2, "eps", "interp").substitute({sy.c1: sp.Rational(1, 2)})
+    return SymbolicTableau(**{**tab.__dict__, "name": "accel-ddim", "family": "accelerated",
+                              "variant": "phi-psi-startup", "params": (), "defaults": (), "checked": (),
+                              "reference": REFERENCE + ", form (a) start-up step (DPM-Solver-2, c1 = 1/2)",
+                              "derivation": "diffsolve.symbolic.accelerated.derive_accel_ddim_phi_psi_startup()"})
+
+
 ACCEL_DDPM_VARIANTS = ("readme", "ddpm-type")
 
 
@@ -196,48 +255,72 @@ def _beta(lam_from: sp.Expr, lam_to: sp.Expr) -> sp.Expr:
     return sp.sinh(lam_to - lam_from) * sp.exp(-lam_to) / sp.cosh(lam_from)
 
 
+ACCEL_SDE_PARTS = ("startup", "base", "correction")
+ACCEL_SDE_MOMENTA = ("ratio", "constant")
+
+
+def accel_sde_kappa(momentum: str = "ratio") -> sp.Expr:
+    """The momentum coefficient of spec B.2.3 at a step with history ratio r_1 (rho = beta_{t+1}/beta_t):
+    "ratio" (derived, any grid) (1/2 - a)/(a + (1 - a) rho); "constant" (smooth grids only) 1/2 - a."""
+    if momentum not in ACCEL_SDE_MOMENTA:
+        raise ValueError(f"accel-sde momentum rules are {ACCEL_SDE_MOMENTA}, got {momentum!r}")
+    a = sy.a_pre
+    if momentum == "constant":
+        return sp.Rational(1, 2) - a
+    l0 = _node_lam(0)
+    rho = _beta(l0 - R1 * sy.h, l0) / _beta(l0, _node_lam(1))
+    return (sp.Rational(1, 2) - a) / (a + (1 - a) * rho)
+
+
 @lru_cache(maxsize=None)
-def derive_accel_sde(startup: bool = False) -> SymbolicTableau:
+def derive_accel_sde(part: str = "base", momentum: str = "ratio") -> SymbolicTableau:
     """accel-sde: diffsolve's RECONSTRUCTION following Li & Cai's description (arXiv 2410.23285; spec B.2), not
-    their published update.  Default member a = 0, momentum "ratio", no clipping (c = inf):
+    their published update.  One step (S = -eps/sqrt(1 - abar), normalised coordinates x_bar = x/nu):
 
-        x_bar' = (x_bar + beta (1 + kappa) S_t - beta kappa sqrt(alpha_{t+1}) S_{t+1} + sqrt(beta) xi_2)/sqrt(alpha_t),
-        kappa = (1/2) / rho,  rho = beta_{t+1}/beta_t,  S = -eps/sqrt(1 - abar)  (1 NFE, one history value).
+        Y+ = Y_t + sqrt(a beta) Z,   S_t = s_t(Y+)                                       (1 NFE)
+        Y_{t-1} = (Y+ + beta S_t + sqrt((1 - a) beta) Z+) / sqrt(alpha_t)                  "base"
+                  + beta kappa (S_t - sqrt(alpha_{t+1}) S_{t+1}) / sqrt(alpha_t)             "correction"
 
-    ``startup=True`` is the first step (no history): a = 1/2, kappa = 0, both half-noises inside the scaling."""
+    ``part="base"``: the step without momentum (a runtime parameter; one history slot, E = 0; a = 0 is DDPM);
+    ``"correction"``: the momentum term alone (rows zero except the output's F and H weights), which the runtime
+    adds with its norm capped (spec B.2.1 clip; kappa from :func:`accel_sde_kappa`); ``"startup"``: the first
+    step, no history, a = 1/2 (Paper A's half-noise split with both halves inside the scaling)."""
+    if part not in ACCEL_SDE_PARTS:
+        raise ValueError(f"accel-sde parts are {ACCEL_SDE_PARTS}, got {part!r}")
     l0, l1 = _node_lam(0), _node_lam(1)
-    lp = l0 - R1 * sy.h  # the previous node
-    ab0, ab1, abp = abar(l0), abar(l1), abar(lp)
-    nu0 = sp.sqrt(sp.exp(2 * sy.la(0)) + sp.exp(2 * sy.ls(0)))
-    nu1 = sp.sqrt(sp.exp(2 * sy.la(1)) + sp.exp(2 * sy.ls(1)))
+    ab0, ab1, abp = abar(l0), abar(l1), abar(l0 - R1 * sy.h)
+    nu0, nu1 = _nu(0), _nu(1)
     beta = _beta(l0, l1)
     sqrt_alpha_t = sp.sqrt(ab0 / ab1)
-    score0 = -1 / sp.sqrt(1 - ab0)   # S_t = score0 * F_0 (eps at the stage input, normalised coordinates)
-    a_frac = sp.Rational(1, 2) if startup else sp.Integer(0)
-    if startup:
-        kappa, hist = sp.Integer(0), sp.Integer(0)
-    else:
-        beta_prev = _beta(lp, l0)           # beta_{t+1}
-        kappa = sp.Rational(1, 2) / (beta_prev / beta)  # (1/2 - a)/(a + (1 - a) rho) at a = 0
-        sqrt_alpha_prev = sp.sqrt(abp / ab0)
-        score_prev = -1 / sp.sqrt(1 - abp)  # S_{t+1} = score_prev * H_1
-        hist = nu1 * (-beta * kappa * sqrt_alpha_prev * score_prev) / sqrt_alpha_t
+    score0 = -1 / sp.sqrt(1 - ab0)   # S_t = score0 * F_0 (eps at the stage input)
     simp = lambda x: sp.powsimp(x, combine="exp")  # noqa: E731
     out_u = nu1 / (nu0 * sqrt_alpha_t)
-    a = sp.ImmutableMatrix([[1], [simp(out_u)]])
-    b = sp.ImmutableMatrix([[0], [simp(nu1 * beta * (1 + kappa) * score0 / sqrt_alpha_t)]])
-    pre = nu0 * sp.sqrt(a_frac * beta)
-    post = nu1 * sp.sqrt((1 - a_frac) * beta) / sqrt_alpha_t
-    c = sp.ImmutableMatrix([[simp(pre), 0], [simp(out_u * pre), simp(post)]])
-    history = 0 if startup else 1
-    e = sp.ImmutableMatrix([[0], [simp(hist)]]) if history else sp.ImmutableMatrix.zeros(2, 0)
+    history = 0 if part == "startup" else 1
+    params, defaults = ((), ()) if part == "startup" else ((sy.a_pre,), (sp.Integer(0),))
+    if part == "correction":
+        kappa = accel_sde_kappa(momentum)
+        score_prev = -1 / sp.sqrt(1 - abp)  # S_{t+1} = score_prev * H_1
+        hist = -nu1 * beta * kappa * sp.sqrt(abp / ab0) * score_prev / sqrt_alpha_t
+        a = sp.ImmutableMatrix([[1], [0]])
+        b = sp.ImmutableMatrix([[0], [simp(nu1 * beta * kappa * score0 / sqrt_alpha_t)]])
+        e = sp.ImmutableMatrix([[0], [simp(hist)]])
+        c = sp.ImmutableMatrix.zeros(2, 2)
+    else:
+        a_frac = sp.Rational(1, 2) if part == "startup" else sy.a_pre
+        pre = nu0 * sp.sqrt(a_frac * beta)
+        post = nu1 * sp.sqrt((1 - a_frac) * beta) / sqrt_alpha_t
+        a = sp.ImmutableMatrix([[1], [simp(out_u)]])
+        b = sp.ImmutableMatrix([[0], [simp(nu1 * beta * score0 / sqrt_alpha_t)]])
+        e = sp.ImmutableMatrix.zeros(2, history)
+        c = sp.ImmutableMatrix([[simp(pre), 0], [simp(out_u * pre), simp(post)]])
+    variant = part if part == "startup" else f"{part}-{momentum}" if part == "correction" else part
     return SymbolicTableau(
-        name="accel-sde", family="accelerated", variant="startup" if startup else "ratio", k=1 + history,
-        prediction="eps", sde=False, stages=1, history=history, noises=2, params=(), defaults=(),
-        fractions=(sp.Integer(0),), a=a, b=b, e=e, c=c, order=2, deterministic_order=1, keep=0,
+        name="accel-sde", family="accelerated", variant=variant, k=1 + history, prediction="eps", sde=False,
+        stages=1, history=history, noises=2, params=params, defaults=defaults, fractions=(sp.Integer(0),), a=a,
+        b=b, e=e, c=c, order=2, deterministic_order=1, keep=0,
         reference="accel-sde (reconstruction following Li & Cai's description, arXiv 2410.23285), "
                   "specs/accelerated.md B.2; not the authors' published update",
-        notes="Reconstruction following Li & Cai's description: momentum from the previous rescaled score with the "
-              "derived ratio coefficient, a = 0 (start-up step a = 1/2); no clipping (c = inf).",
-        derivation=f"diffsolve.symbolic.accelerated.derive_accel_sde(startup={startup})",
+        notes=f"Reconstruction following Li & Cai's description, part {part!r}"
+              + (f", momentum {momentum!r}" if part == "correction" else "") + ".",
+        derivation=f"diffsolve.symbolic.accelerated.derive_accel_sde({part!r}, {momentum!r})",
     )

@@ -317,10 +317,11 @@ def series_defect(tab, problem: SeriesProblem = DEFAULT_PROBLEM, n: int | None =
         return taylor(problem.model(X, sy.h * frac), {sy.h: hh, X: x_series}, n, K)
 
     env = {sy.h: hh}
-    for p, frac in enumerate(tuple(tab.fractions) + (sp.Integer(1),)):
+    ratios = {sy.r(j): _history_ratio(j) for j in range(1, tab.history + 1)} | dict(ratios or {})
+    fractions = tuple(sp.sympify(f).xreplace(ratios) for f in tab.fractions)  # -r_1: the previous node
+    for p, frac in enumerate(fractions + (sp.Integer(1),)):
         env[sy.la(p)] = taylor(problem.log_alpha(sy.h * frac), {sy.h: hh}, n, K)
         env[sy.ls(p)] = taylor(problem.log_alpha(sy.h * frac) - sy.h * frac, {sy.h: hh}, n, K)
-    ratios = {sy.r(j): _history_ratio(j) for j in range(1, tab.history + 1)} | dict(ratios or {})
     u, history = sp.Integer(0), []
     for m in range(1, tab.history + 1):
         u -= ratios[sy.r(m)]
@@ -334,7 +335,7 @@ def series_defect(tab, problem: SeriesProblem = DEFAULT_PROBLEM, n: int | None =
         for m in range(tab.history):
             value = value + taylor(tab.e[i, m].xreplace(ratios), env, n, K) * history[m]
         if i < tab.stages:
-            stages.append(model(value, tab.fractions[i]))
+            stages.append(model(value, fractions[i]))
     return value - exact
 
 

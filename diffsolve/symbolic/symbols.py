@@ -2,7 +2,7 @@
 
 ``h``  log-SNR step (> 0);  ``r(j)``  history ratio r_j, j = 1..M;  ``la(p)``, ``ls(p)``  log alpha and log sigma
 at the step's node p = 0..S (0 = start, S = end);  ``eta``  stochasticity (>= 0);  ``c1``, ``c2``  stage
-fractions of singlestep solvers.  Symbols are cached by name, so every module shares the same objects.
+fractions of singlestep solvers;  ``a_pre``  accel-sde's pre-score noise fraction (named ``a``).  Symbols are cached by name, so every module shares the same objects.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from functools import lru_cache
 
 import sympy as sp
 
-__all__ = ["h", "eta", "c1", "c2", "r", "la", "ls", "rs", "PARAM_DEFAULTS", "NAMES"]
+__all__ = ["h", "eta", "c1", "c2", "a_pre", "r", "la", "ls", "rs", "PARAM_DEFAULTS", "NAMES"]
 
 h = sp.Symbol("h", positive=True)
 eta = sp.Symbol("eta", nonnegative=True)
 c1 = sp.Symbol("c1", positive=True)
 c2 = sp.Symbol("c2", positive=True)
+a_pre = sp.Symbol("a", nonnegative=True)  # accel-sde: fraction of the step's noise injected before the score call
 
 
 @lru_cache(maxsize=None)
@@ -48,4 +49,4 @@ def rs(m: int) -> tuple[sp.Symbol, ...]:
 PARAM_DEFAULTS = {eta: sp.Integer(1)}
 
 # Names of the runtime parameters as they appear in generated code.
-NAMES = {eta: "eta", c1: "c1", c2: "c2"}
+NAMES = {eta: "eta", c1: "c1", c2: "c2", a_pre: "a"}
