@@ -1,4 +1,5 @@
-"""Command line: ``diffsolve solvers | sample | order`` (DESIGN.md §4); every command has ``--json``."""
+"""Command line: ``diffsolve solvers | sample | derive | order | claims`` (DESIGN.md §4); every command has
+``--json``."""
 
 from __future__ import annotations
 
@@ -182,6 +183,21 @@ def cmd_derive(args):
     return 0
 
 
+def cmd_claims(args):
+    from .claims import PAPERS, experiments, run
+
+    if args.list:
+        for paper in PAPERS if args.paper is None else [args.paper]:
+            for name, exp in experiments(paper).items():
+                print(f"{paper:12s} {name:14s} {exp.summary}")
+        return 0
+    if args.paper is None:
+        raise DiffsolveError(f"name a paper: diffsolve claims {{{','.join(PAPERS)}}} (or --list)")
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    run(args.paper, only=only, quick=args.quick, plots=args.plots, as_json=args.json)
+    return 0
+
+
 def _latex_printer():
     import sympy as sp
 
@@ -235,6 +251,14 @@ def build_parser():
     p.add_argument("--plot", help="write a log-log PNG")
     _common(p)
     p.set_defaults(func=cmd_order)
+    p = sub.add_parser("claims", help="regenerate the claim-vs-measured tables (and plots) of docs/papers")
+    p.add_argument("paper", nargs="?", help="seeds or accelerated")
+    p.add_argument("--only", help="comma-separated experiment names (see --list)")
+    p.add_argument("--quick", action="store_true", help="reduced grids (seconds instead of minutes)")
+    p.add_argument("--plots", help="write a log-log PNG per experiment into this directory")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_claims)
     return parser
 
 

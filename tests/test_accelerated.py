@@ -8,41 +8,10 @@ import pytest
 import diffsolve as ds
 import diffsolve.solvers.papers  # noqa: F401  (registers accel-ddim, accel-ddpm, seeds-*)
 from diffsolve.accuracy import initial_law, propagate
-from diffsolve.accuracy.density import DensityGrid, propagate_density, tv_distance
-from diffsolve.targets import Gaussian, GaussianMixture
+from diffsolve.targets import Gaussian
 
-VP = ds.get_schedule("vp-linear")  # beta 0.1 -> 20
-C1_TARGET = Gaussian([1.0], [0.25])
-C3_TARGET = GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [0.02, 0.02])
-
-
-def tv_1d(m1, v1, m2, v2):
-    """Exact 1-D TV between two Gaussians (numerical integral over +-12 std)."""
-    s = np.sqrt(max(v1, v2))
-    x = np.linspace(min(m1, m2) - 12 * s, max(m1, m2) + 12 * s, 200_001)
-    p = np.exp(-((x - m1) ** 2) / (2 * v1)) / np.sqrt(2 * np.pi * v1)
-    q = np.exp(-((x - m2) ** 2) / (2 * v2)) / np.sqrt(2 * np.pi * v2)
-    return 0.5 * np.trapezoid(np.abs(p - q), x)
-
-
-def c1_tv(name, T, variant=None, target=C1_TARGET):
-    """accelerated.md C.1: TV(law(Y_1), q_1), T grid points tau uniform on [1e-3, 1], exact start Y_T ~ q_T,
-    history-carrying solvers start with their warm-up (first-order) step."""
-    solver = ds.get_solver(name, variant=variant)
-    grid = ds.time_grid(VP, T - 1, "time", t_max=1.0, t_min=1e-3)
-    mean, cov = initial_law(target, VP, grid, 0, solver.prediction, 0.0)
-    if solver.history:
-        mean = np.concatenate([mean, np.zeros((1, solver.history))], axis=1)
-        pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
-        pad[:, 0, 0] = cov[:, 0, 0]
-        cov = pad
-    mean, cov = propagate(solver.table(VP, grid, exact_history=False), target, VP, solver.prediction, mean, cov)
-    m_ref, v_ref = target.marginal_moments(grid[-1], VP)
-    return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
-
-
-def slope(ts, errs):
-    return float(np.polyfit(np.log(ts), np.log(errs), 1)[0])
+from diffsolve.claims import slope
+from diffsolve.claims.accelerated import C1_TARGET, C3_TARGET, VP, c1_tv, c3_tv, tv_1d  # the docs' harness
 
 
 # ------------------------------------------------------------------------------------------- metadata
@@ -220,18 +189,6 @@ def test_accel_ddim_tv_bound_order_study():
 C3_GOLDEN = {  # T -> (DDPM-type, accel-ddpm README), accelerated.md C.3
     20: (2.51e-1, 1.17e-1), 40: (1.23e-1, 3.34e-2), 80: (6.11e-2, 1.05e-2), 160: (3.03e-2, 4.13e-3),
 }
-
-
-def c3_tv(name, T, variant=None):
-    """TV(law(Y_1), q_1) by grid density propagation (3000 points on [-6, 6]), T grid points tau uniform on
-    [1e-2, 1], exact start."""
-    grid = ds.time_grid(VP, T - 1, "time", t_max=1.0, t_min=1e-2)
-    g = DensityGrid(-6.0, 6.0, 3000)
-    p0 = g.masses(lambda x: C3_TARGET.logpdf(x, grid[0], VP))
-    q = g.masses(lambda x: C3_TARGET.logpdf(x, grid[-1], VP))
-    solver = ds.get_solver(name, variant=variant)
-    p = propagate_density(solver.table(VP, grid), C3_TARGET, VP, solver.prediction, g, p0)
-    return tv_distance(p, q)
 
 
 @pytest.mark.parametrize("T", [20, 40])
