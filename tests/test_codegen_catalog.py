@@ -24,13 +24,18 @@ RNG = np.random.default_rng(5)
 
 
 def _sample_fill(module, n=5):
-    """Coefficient tables of ``module`` at random step variables (pure-Python fill)."""
+    """Coefficient tables of ``module`` at random step variables (pure-Python fill).  The nodes are consistent:
+    log-SNR lam_p = la_p - ls_p = lam_n + c_p h at the stage fractions c_p (output node: lam_n + h), so that
+    tableaux written in terms of increasing log-SNR (e.g. sqrt(beta) of the accelerated samplers) are defined."""
     S, M, Q = module.STAGES, module.HISTORY, module.NOISES
     rng = np.random.default_rng(11)
     h = 10 ** rng.uniform(-6, 0.8, n)
     r = rng.uniform(0.5, 2.0, (n, M))
-    la, ls = -rng.uniform(0, 2, (n, S + 1)), -rng.uniform(0, 2, (n, S + 1))
     params = np.array(module.DEFAULTS, dtype=float)
+    c = np.array([tuple(module.fractions(params, r[i])) + (1.0,) for i in range(n)])
+    lam = rng.uniform(-3.0, 3.0, (n, 1)) + c * h[:, None]
+    la = -rng.uniform(0, 2, (n, S + 1))
+    ls = la - lam
     out = (np.zeros((n, S + 1)), np.zeros((n, S + 1, S)), np.zeros((n, S + 1, M)), np.zeros((n, S + 1, Q)))
     module.fill(h, r, la, ls, params, *out)
     return out
@@ -154,3 +159,44 @@ def test_numba_cache_is_reused(tmp_path):
             for _ in range(2)]
     assert [r.stdout.strip() for r in runs] == ["0", "1"]
     assert any(p.suffix == ".nbi" for p in (tmp_path / "__pycache__").iterdir())
+
+
+def test_paper_solvers_are_shipped():
+    """Every SEEDS / accel-* tableau is in the shipped catalog, and the SymPy-free lookups of
+    diffsolve.solvers.papers resolve each variant to the shipped module of its derivation's key."""
+    from diffsolve.solvers import papers
+    from diffsolve.solvers.registry import solver_names
+    from diffsolve.symbolic import accelerated as acc
+    from diffsolve.symbolic.seeds import COMBINES, NOISE_RULES, derive_seeds
+
+    shipped = {name: key for key, name in _generated.INDEX.items()}
+    assert len(shipped) == len(_generated.INDEX)  # one module per key
+
+    def check(module, tab):
+        name = module.__name__.rsplit(".", 1)[-1]
+        assert module.__name__ == f"diffsolve._generated.{name}" and shipped[name] == tab.key, (name, tab.key)
+        assert module.CONTENT_HASH == re.search(r"^# Content hash: (\w+)$", module_source(tab), re.M).group(1)
+
+    for k, combines in COMBINES.items():
+        for combine in combines:
+            for prediction in ("data", "eps"):
+                for noise in NOISE_RULES:
+                    check(papers._seeds_module(k, combine, prediction, noise), derive_seeds(k, prediction, combine, noise))
+    check(papers._accel_module("ddim", "repo"), acc.derive_accel_ddim())
+    check(papers._accel_module("ddim", "phi-psi"), acc.derive_accel_ddim_phi_psi())
+    check(papers._accel_module("ddim", "phi-psi-startup"), acc.derive_accel_ddim_phi_psi_startup())
+    for variant in acc.ACCEL_DDPM_VARIANTS:
+        check(papers._accel_module("ddpm", variant), acc.derive_accel_ddpm(variant))
+    for part in acc.ACCEL_SDE_PARTS:
+        for momentum in acc.ACCEL_SDE_MOMENTA:
+            check(papers._cached_accel_sde(part, momentum), acc.derive_accel_sde(part, momentum))
+    # the SEEDS keys (stochastic singlestep) are not registered as DPM-Solver(++) singlestep names
+    assert not [n for n in solver_names() if "mirrored" in n or n.startswith(("dpmpp-1s", "dpm-solver-1:"))]
+
+
+def test_catalog_keys_are_unique_and_rederive():
+    assert len(set(catalog.CATALOG)) == len(catalog.CATALOG)
+    for key in catalog.CATALOG:
+        assert catalog.derive(key).key == key
+    with pytest.raises(ValueError, match="unknown accelerated variant"):
+        catalog.derive(("accelerated", 1, "eps", False, "nope"))

@@ -3,7 +3,16 @@
     python -m diffsolve.codegen.catalog            # regenerate every module and the index (byte-identical reruns)
     python -m diffsolve.codegen.catalog --check    # exit 1 and name the stale files, write nothing
 
-Keys are (family, k, prediction, sde, variant); ``derive(key)`` re-derives a tableau through the family registry.
+Keys are (family, k, prediction, sde, variant) = ``SymbolicTableau.key``; ``derive(key)`` re-derives a tableau
+through the family registry (and checks that the tableau carries that key).  Besides the DPM-Solver(++) tableaux the
+catalog ships the paper solvers of :mod:`diffsolve.solvers.papers`, so their first use needs no SymPy:
+
+    SEEDS-k (k = 1, 2, 3)   ("singlestep", k, prediction, True, variant[-mirrored]): variant "published" (combine
+                            1, 2a, 3a) or "interp" (2b, 3b), data/eps prediction, exact/mirrored stage noise
+    accelerated             ("accelerated", k, "eps", False, variant): accel-ddim "repo" / "phi-psi" /
+                            "phi-psi-startup", accel-ddpm "readme" / "ddpm-type", accel-sde "startup" / "base" /
+                            "correction-ratio" / "correction-constant" (start-up and base do not depend on the
+                            momentum rule)
 Regeneration is pinned to one SymPy version (``PINNED_SYMPY``): with another version the command refuses unless
 ``--force`` is given, and the staleness test compares coefficient values instead of text.
 """
@@ -16,8 +25,11 @@ from pathlib import Path
 
 import sympy as sp
 
+from ..symbolic import accelerated as acc
 from ..symbolic.euler import derive_euler_maruyama
 from ..symbolic.multistep import derive_multistep
+from ..symbolic.seeds import COMBINES as SEEDS_COMBINES
+from ..symbolic.seeds import NOISE_RULES as SEEDS_NOISE_RULES
 from ..symbolic.singlestep import derive_singlestep
 from .emit import GENERATOR_VERSION, helper_module_source, module_source, module_stem, write_atomic
 
@@ -27,10 +39,43 @@ PINNED_SYMPY = "1.14.0"
 COMMAND = "python -m diffsolve.codegen.catalog"
 GENERATED_DIR = Path(__file__).resolve().parent.parent / "_generated"
 
+MIRRORED = "-mirrored"  # variant suffix of the stochastic singlestep (SEEDS) tableaux with the authors' noise rule
+
+
+def _derive_singlestep(k, prediction, sde, variant):
+    """Singlestep tableaux; ``<variant>-mirrored`` (SDE only) selects the mirrored stage-noise rule (SEEDS)."""
+    noise = "exact"
+    if sde and variant.endswith(MIRRORED):
+        variant, noise = variant[: -len(MIRRORED)], "mirrored"
+    return derive_singlestep(k, prediction, variant, sde, noise)
+
+
+# accelerated-family variant -> derivation (Li et al. accel-ddim / accel-ddpm, accel-sde reconstruction)
+ACCELERATED = {
+    "repo": acc.derive_accel_ddim,
+    "phi-psi": acc.derive_accel_ddim_phi_psi,
+    "phi-psi-startup": acc.derive_accel_ddim_phi_psi_startup,
+    **{v: (lambda v=v: acc.derive_accel_ddpm(v)) for v in acc.ACCEL_DDPM_VARIANTS},
+    # start-up and base steps do not depend on the momentum rule (only the correction does)
+    "startup": lambda: acc.derive_accel_sde("startup"),
+    "base": lambda: acc.derive_accel_sde("base"),
+    **{f"correction-{m}": (lambda m=m: acc.derive_accel_sde("correction", m)) for m in acc.ACCEL_SDE_MOMENTA},
+}
+
+
+def _derive_accelerated(k, prediction, sde, variant):
+    try:
+        builder = ACCELERATED[variant]
+    except KeyError:
+        raise ValueError(f"unknown accelerated variant {variant!r}; expected one of {sorted(ACCELERATED)}") from None
+    return builder()
+
+
 FAMILIES = {
     "multistep": lambda k, prediction, sde, variant: derive_multistep(k, prediction, sde, variant),
-    "singlestep": lambda k, prediction, sde, variant: derive_singlestep(k, prediction, variant, sde),
+    "singlestep": _derive_singlestep,
     "euler-maruyama": lambda k, prediction, sde, variant: derive_euler_maruyama(prediction, variant),
+    "accelerated": _derive_accelerated,
 }
 
 CATALOG = (
@@ -47,6 +92,22 @@ CATALOG = (
         for variant in ("published", "interp")
     ],
     ("euler-maruyama", 1, "data", True, "exact"),
+    # SEEDS-1/2/3 (diffsolve.symbolic.seeds.derive_seeds): every combine form, prediction and noise rule
+    *[
+        ("singlestep", k, prediction, True, variant + ("" if noise == "exact" else MIRRORED))
+        for k in sorted(SEEDS_COMBINES)
+        for variant in dict.fromkeys(SEEDS_COMBINES[k].values())
+        for prediction in ("data", "eps")
+        for noise in SEEDS_NOISE_RULES
+    ],
+    # accel-ddim, accel-ddpm, accel-sde (diffsolve.symbolic.accelerated)
+    ("accelerated", 2, "eps", False, "repo"),
+    ("accelerated", 2, "eps", False, "phi-psi"),
+    ("accelerated", 2, "eps", False, "phi-psi-startup"),
+    *[("accelerated", 1, "eps", False, v) for v in acc.ACCEL_DDPM_VARIANTS],
+    ("accelerated", 1, "eps", False, "startup"),
+    ("accelerated", 2, "eps", False, "base"),
+    *[("accelerated", 2, "eps", False, f"correction-{m}") for m in acc.ACCEL_SDE_MOMENTA],
 )
 
 
@@ -57,7 +118,10 @@ def derive(key: tuple):
         builder = FAMILIES[family]
     except KeyError:
         raise ValueError(f"unknown family {family!r}; expected one of {sorted(FAMILIES)}") from None
-    return builder(k, prediction, sde, variant)
+    tab = builder(k, prediction, sde, variant)
+    if tab.key != tuple(key):
+        raise ValueError(f"catalog key {tuple(key)!r} derives a tableau with key {tab.key!r}")
+    return tab
 
 
 def _index_source(stems: dict) -> str:
@@ -94,6 +158,8 @@ def _index_source(stems: dict) -> str:
 def render(keys=CATALOG) -> dict:
     """{file name: text} of the catalog modules of ``keys`` and the index ``__init__.py`` (always the full
     catalog, so regenerating one family keeps the index whole)."""
+    if len(set(CATALOG)) != len(CATALOG):
+        raise ValueError("the catalog lists a key twice")
     stems = {key: module_stem(derive(key)) for key in CATALOG}
     if len(set(stems.values())) != len(stems):
         raise ValueError("two catalog keys map to the same module name")

@@ -120,8 +120,8 @@ def _body(tab) -> str:
     lines += ["", ""]
     # fractions
     lines.append("def fractions(params, r):")
-    lines.append(f'{INDENT}"""Stage fractions c_0 = 0, c_1, ... of the step (lam_n + c_p h), from the parameters and the\n'
-                 f'{INDENT}step\'s history ratios r (M,) (a fraction -r_1 puts a stage on the previous grid node)."""')
+    lines.append(f'{INDENT}"""Stage fractions c_0 = 0, c_1, ... of the step (lam_n + c_p h), from the parameters and '
+                 f'the\n{INDENT}step\'s history ratios r (M,) (a fraction -r_1 puts a stage on the previous grid node)."""')
     fraction_text = " ".join(printed.fraction_lines)
     ratio_lines = [f"r{j} = r[{j - 1}]" for j in range(1, tab.history + 1)]
     used = [ln for ln in list(printed.param_lines) + ratio_lines

@@ -155,7 +155,9 @@ def _register_shipped():
     index = importlib.import_module("diffsolve._generated").INDEX
     for family, k, prediction, sde, variant in index:
         if family not in ("multistep", "singlestep"):
-            continue  # registered by name above
+            continue  # registered by name above (euler-maruyama) or in diffsolve.solvers.papers (accelerated)
+        if family == "singlestep" and sde:
+            continue  # the stochastic singlestep tableaux are SEEDS-k, registered in diffsolve.solvers.papers
         if family == "multistep":
             name = ("dpmpp" if prediction == "data" else "dpm-solver") + f"-{k}m" + ("-sde" if sde else "")
             build = (lambda k=k, v=variant, p=prediction, s=sde: multistep_solver(k, v, p, s))

@@ -5,10 +5,12 @@
     accel-sde                   reconstruction following Li & Cai's description (arXiv 2410.23285), spec B.2
 
 Every solver is a tableau (DESIGN §3) derived in SymPy (:mod:`diffsolve.symbolic.seeds`,
-:mod:`diffsolve.symbolic.accelerated`), emitted by :mod:`diffsolve.codegen` into the user cache on first use
-(content-hashed module + a pointer file named by the key, so later processes load it without SymPy) and
-loaded.  Variants are chosen by ``get_solver(name, variant=...)``; runtime parameters (eta, stage fractions
-c1/c2) by keyword: ``get_solver("seeds-2", variant="2b-mirrored", eta=0.5, c1=0.3)``.
+:mod:`diffsolve.symbolic.accelerated`) and shipped pre-generated in ``diffsolve/_generated`` (the catalog of
+:mod:`diffsolve.codegen.catalog`), so looking one up imports no SymPy; a key missing from the shipped index is
+emitted by :mod:`diffsolve.codegen` into the user cache on first use (content-hashed module + a pointer file named
+by the key, so later processes load it without SymPy).  Variants are chosen by ``get_solver(name, variant=...)``;
+runtime parameters (eta, stage fractions c1/c2) by keyword:
+``get_solver("seeds-2", variant="2b-mirrored", eta=0.5, c1=0.3)``.
 
 SEEDS variant strings: ``[combine][-eps][-mirrored]`` with combine '2a' / '2b' (k = 2), '3a' / '3b' (k = 3);
 e.g. "exact" (the default: '2a'/'3a', data prediction, exact OU noise), "2b", "eps", "3a-eps-mirrored".
@@ -16,6 +18,7 @@ e.g. "exact" (the default: '2a'/'3a', data prediction, exact OU noise), "2b", "e
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from functools import lru_cache
 
@@ -26,8 +29,8 @@ from ..errors import DiffsolveError
 from .generated import solver_from_modules
 from .registry import Builder, register, register_pattern
 
-__all__ = ["ACCEL_DDIM_VARIANTS", "SEEDS_COMBINES", "seeds_solver", "accel_ddim_solver", "accel_ddpm_solver", "accel_sde_solver", "parse_seeds_variant",
-           "register_all", "SEEDS_ORDERS"]
+__all__ = ["ACCEL_DDIM_VARIANTS", "ACCEL_SDE_MOMENTA", "SEEDS_COMBINES", "SEEDS_ORDERS", "seeds_solver",
+           "accel_ddim_solver", "accel_ddpm_solver", "accel_sde_solver", "parse_seeds_variant", "register_all"]
 
 # declared (weak order, strong order) of SEEDS-k; measured values in docs/papers/seeds.md
 SEEDS_ORDERS = {1: (1, 1.0), 2: (2, 1.0), 3: (2, 1.0)}
@@ -56,6 +59,20 @@ def parse_seeds_variant(k: int, variant: str | None):
     return combine, prediction, noise
 
 
+# SEEDS combine form -> singlestep derivation variant (diffsolve.symbolic.seeds.COMBINES, repeated without SymPy):
+# the catalog key of SEEDS-k is ("singlestep", k, prediction, True, variant[-mirrored]).
+_SEEDS_DERIVATION_VARIANTS = {"1": "published", "2a": "published", "2b": "interp", "3a": "published", "3b": "interp"}
+
+
+def _module(catalog_key: tuple, cache_key: str, derive):
+    """The shipped generated module of ``catalog_key`` (diffsolve._generated INDEX, no SymPy); for a key the
+    catalog lacks, the module generated on demand into the user cache under ``cache_key`` from ``derive()``."""
+    name = None if catalog_key is None else importlib.import_module("diffsolve._generated").INDEX.get(catalog_key)
+    if name is not None:
+        return importlib.import_module(f"diffsolve._generated.{name}")
+    return cached_module(cache_key, derive)
+
+
 @lru_cache(maxsize=None)
 def _seeds_module(k: int, combine: str, prediction: str, noise: str):
     key = f"seeds-{k}-{combine}-{prediction}-{noise}"
@@ -65,7 +82,8 @@ def _seeds_module(k: int, combine: str, prediction: str, noise: str):
 
         return derive_seeds(k, prediction, combine, noise)
 
-    return cached_module(key, derive)
+    variant = _SEEDS_DERIVATION_VARIANTS.get(combine, combine) + ("-mirrored" if noise == "mirrored" else "")
+    return _module(("singlestep", k, prediction, True, variant), key, derive)
 
 
 def seeds_solver(k, variant: str | None = None):
@@ -105,7 +123,14 @@ def _accel_module(kind: str, variant: str):
                     ("ddim", "phi-psi-startup"): acc.derive_accel_ddim_phi_psi_startup}
         return builders[kind, variant]() if kind == "ddim" else acc.derive_accel_ddpm(variant)
 
-    return cached_module(f"accel-{kind}-{variant}", derive)
+    return _module(_ACCEL_KEYS.get((kind, variant)), f"accel-{kind}-{variant}", derive)
+
+
+# (kind, variant) -> catalog key of the accel-ddim / accel-ddpm tableaux (diffsolve.codegen.catalog)
+_ACCEL_KEYS = {
+    **{("ddim", v): ("accelerated", 2, "eps", False, v) for v in ("repo", "phi-psi", "phi-psi-startup")},
+    **{("ddpm", v): ("accelerated", 1, "eps", False, v) for v in ("readme", "ddpm-type")},
+}
 
 
 ACCEL_DDIM_VARIANTS = ("repo", "phi-psi")
@@ -191,8 +216,9 @@ def _cached_accel_sde(part: str, momentum: str):
 
         return derive_accel_sde(part, momentum)
 
-    key = part if part != "correction" else f"{part}-{momentum}"
-    return cached_module(f"accel-sde-{key}", derive)
+    key = part if part != "correction" else f"{part}-{momentum}"  # start-up and base ignore the momentum rule
+    catalog_key = ("accelerated", 1 if part == "startup" else 2, "eps", False, key)
+    return _module(catalog_key, f"accel-sde-{key}", derive)
 
 
 _REGISTERED = False

@@ -31,8 +31,8 @@ class Solver:
     """One registered solver.
 
     ``fills[j]`` is the coefficient builder (with its stage fractions) used when ``j`` history values are
-    available (warm-up: ``j < history``); ``fills[-1]`` is the full method.  ``order`` is the declared ODE global order, or the weak order for
-    stochastic solvers; ``params`` holds runtime parameters such as ``eta``.
+    available (warm-up: ``j < history``); ``fills[-1]`` is the full method.  ``order`` is the declared ODE
+    global order, or the weak order for stochastic solvers; ``params`` holds runtime parameters such as ``eta``.
     """
 
     name: str

@@ -30,7 +30,8 @@ from . import symbols as sy
 from .tableau import SymbolicTableau
 
 __all__ = ["abar", "ddim_weight", "numerator_series", "derive_accel_ddim", "derive_accel_ddim_phi_psi",
-           "derive_accel_ddim_phi_psi_startup", "derive_accel_ddpm", "derive_accel_sde", "accel_sde_kappa", "ACCEL_SDE_PARTS", "ACCEL_SDE_MOMENTA",
+           "derive_accel_ddim_phi_psi_startup", "derive_accel_ddpm", "derive_accel_sde", "accel_sde_kappa",
+           "ACCEL_SDE_PARTS", "ACCEL_SDE_MOMENTA",
            "ACCEL_DDPM_VARIANTS", "H_SERIES", "SERIES_TERMS", "REFERENCE", "LAM0", "R1"]
 
 REFERENCE = ("Li, Huang, Efimov, Wei, Chi, Chen, Accelerating Convergence of Score-Based Diffusion Models, "
@@ -161,7 +162,8 @@ def derive_accel_ddim_phi_psi() -> SymbolicTableau:
     """accel-ddim form (a) of A.2.2 (the paper's Phi/Psi form, coefficients a reconstruction [R]), 2 NFE/step:
 
         Y^- = Phi(Y_t) = sqrt(alpha_{t+1}) (Y_t - (beta_{t+1}/2) s_t(Y_t))            (stage on the previous node)
-        Y_{t-1} = (Y_t + (beta_t/2) s_t + beta_t^2/(4 beta_{t+1}) (s_t - sqrt(alpha_{t+1}) s_{t+1}(Y^-))) / sqrt(alpha_t)
+        Y_{t-1} = (Y_t + (beta_t/2) s_t + beta_t^2/(4 beta_{t+1}) (s_t - sqrt(alpha_{t+1}) s_{t+1}(Y^-)))
+                  / sqrt(alpha_t)
 
     Nodes: 0 = the step start (t), 1 = the stage node = the previous grid node (t+1, fraction -r_1), 2 = the end
     (t-1).  The history slot only carries the previous node (E = 0): the first step uses
