@@ -206,6 +206,25 @@ def test_c3_accel_ddpm_beats_ddpm_type_slow(T):
     assert 2.0 <= base / acc <= 8.5
 
 
+@pytest.mark.parametrize("T", [20, 40])
+def test_c3_accel_sde_at_equal_nfe_logsnr_grid(T):
+    """B.2.4 (2), log-SNR grid: accel-sde below DDPM at every T; 'constant' below accel-ddpm at every T; the
+    default 'ratio' ties accel-ddpm at T = 40 (and wins from T = 80: slow test)."""
+    ddpm, readme = c3_tv("accel-ddpm", T, "ddpm-type", spacing="logsnr"), c3_tv("accel-ddpm", T, spacing="logsnr")
+    ratio, constant = c3_tv("accel-sde", T, spacing="logsnr"), c3_tv("accel-sde", T, "constant", spacing="logsnr")
+    assert (ratio, constant) == pytest.approx({20: (7.30e-2, 2.33e-2), 40: (2.19e-2, 6.43e-3)}[T], rel=0.05)
+    assert ratio < ddpm and constant < readme < ddpm
+    if T == 40:
+        assert ratio == pytest.approx(readme, rel=0.02)
+
+
+@pytest.mark.slow
+def test_c3_accel_sde_wins_asymptotically():
+    """B.2.4 (2): ratio below accel-ddpm from T = 80 on the log-SNR grid; constant from T = 80 on the tau grid."""
+    assert c3_tv("accel-sde", 80, spacing="logsnr") < c3_tv("accel-ddpm", 80, spacing="logsnr")
+    assert c3_tv("accel-sde", 80, "constant") < c3_tv("accel-ddpm", 80) < c3_tv("accel-ddpm", 80, "ddpm-type")
+
+
 # ------------------------------------------------------------------------------------------- accel-sde (B.2)
 ACCEL_SDE_GOLDEN = [2.02e-2, 5.54e-3, 1.45e-3, 3.72e-4, 9.40e-5, 2.36e-5, 5.93e-6]  # T = 25 .. 1600, B.2.3
 

@@ -1,14 +1,29 @@
-"""Grid density propagation for 1-D targets and Markov stochastic tableaux (verification.md §2).
+"""Grid density propagation for 1-D targets and one-stage stochastic tableaux (verification.md §2).
 
-A one-stage step without history is u = A0 x + C0 . xi, x' = A1 x + B F(u) + C1 . xi.  The part of the output
-noise correlated with the stage noise is rho (u - A0 x) with rho = (C1 . C0)/|C0|^2, so when A1 = rho A0 (the
-output sees x only through u, as in every split-noise sampler) the step is two Gaussian kernels:
-x -> u ~ N(A0 x, |C0|^2), then u -> x' ~ N(B F(u) + rho u, |C1|^2 - rho^2 |C0|^2).  Without stage noise it is
-the single kernel x' ~ N(A1 x + B F(x), |C1|^2).  Each kernel acts on probability masses on a fixed grid, with
-columns normalised so that mass is conserved; no Monte Carlo.
+A one-stage step is u = A0 x + C0 . xi, x' = A1 x + B F(u) + e H + C1 . xi, where H is the previous step's F
+(e = 0 without history).  The part of the output noise correlated with the stage noise is rho (u - A0 x) with
+rho = (C1 . C0)/|C0|^2, so when A1 = rho A0 (the output sees x only through u, as in every split-noise sampler)
+the step is two Gaussian kernels: x -> u ~ N(A0 x, |C0|^2), then u -> x' ~ N(c(u) + e H, w) with
+c(u) = rho u + B F(u) and w = |C1|^2 - rho^2 |C0|^2.  Without stage noise u = x, c(u) = A1 u + B F(u) and
+w = |C1|^2.  Every kernel acts on probability masses on a fixed grid, with columns normalised so that mass is
+conserved; no Monte Carlo.
+
+* Markov tables (no history): the masses p(x) go through the two kernels.
+* One history value (H = F of the previous step): the state is the pair (x, u_prev), so the joint masses
+  p(x, u_prev) live on the grid squared (accelerated.md B.2.3).  The stage kernel acts along x; the output kernel
+  is split into N(z; e H(u_prev), w), one matrix product over u_prev, and a translation of each u column by c(u)
+  with an FFT phase factor.  The new state is (x', u).  Cost O(n^3) per step: use n = 1024.  The translation is
+  periodic (mass moved past one end re-enters at the other, where the 1-D path piles it at the end), so keep the
+  domain wide enough that the chain leaves no mass near its ends.
+* A norm-capped output term K = kb F(u) + ke H (``StepTable.clip``, accel-sde's clipped momentum) is exact too:
+  where |K| <= bound it adds to c(u) and e H; where K > bound (K < -bound) it is the constant +bound (-bound).
+  Each of these three pieces of the (u, u_prev) grid is separable and propagated as above (three matrix products
+  and two translations in a step where any grid pair is capped).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,9 +34,12 @@ __all__ = ["DensityGrid", "propagate_density", "tv_distance"]
 
 
 class DensityGrid:
-    """Probability masses on ``points`` (uniform); ``kernel_apply`` pushes them through x' ~ N(m(x), v)."""
+    """Probability masses on ``points`` (uniform); ``kernel`` is the column-normalised transition x' ~ N(m(x), v),
+    ``shift`` translates columns of masses."""
 
     def __init__(self, lo: float = -6.0, hi: float = 6.0, size: int = 3000):
+        if size < 2 or not hi > lo:
+            raise DiffsolveError(f"DensityGrid needs size >= 2 and hi > lo; got size={size}, lo={lo}, hi={hi}")
         self.points = np.linspace(lo, hi, size)
         self.dx = self.points[1] - self.points[0]
 
@@ -29,7 +47,8 @@ class DensityGrid:
         p = np.exp(logpdf(self.points[:, None]) if callable(logpdf) else logpdf)
         return p / p.sum()
 
-    def kernel_apply(self, p, mean, var):
+    def kernel(self, mean, var) -> np.ndarray:
+        """K[i, j] = N(points_i; mean_j, var), each column normalised to sum 1."""
         if not var > 0:
             raise DiffsolveError(f"grid density propagation needs a positive transition variance, got {var!r}")
         if np.sqrt(var) < self.dx:
@@ -37,43 +56,145 @@ class DensityGrid:
                 f"transition std {np.sqrt(var):.3g} is below the grid spacing {self.dx:.3g}; use a finer grid "
                 "(more points) or fewer steps"
             )
-        z = (self.points[:, None] - mean[None, :]) / np.sqrt(var)
-        K = np.exp(-0.5 * z * z)
+        z = self.points[:, None] - mean[None, :]
+        z /= np.sqrt(var)
+        K = -0.5 * z
+        K *= z
+        np.exp(K, out=K)
         col = K.sum(axis=0)
         K /= np.where(col > 0, col, 1.0)
-        return K @ p
+        return K
+
+    def kernel_apply(self, p, mean, var):
+        return self.kernel(mean, var) @ p
+
+    def shift(self, p, d) -> np.ndarray:
+        """Column j of ``p`` translated by ``d[j]`` (p'(x) = p(x - d_j)) with an FFT phase factor, periodic with
+        period ``size * dx``: mass moved past one end re-enters at the other.  Mass is conserved; accurate for
+        masses smooth on the grid scale (std >= dx)."""
+        n = p.shape[0]
+        phase = np.empty((n // 2 + 1, len(d)), dtype=complex)  # exp(-i k w1 d_j), k = 0..n/2, as powers (fast)
+        phase[0] = 1.0
+        phase[1:] = np.exp(-2j * np.pi / (n * self.dx) * np.asarray(d))
+        np.cumprod(phase, axis=0, out=phase)
+        return np.fft.irfft(np.fft.rfft(p, axis=0) * phase, n, axis=0)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Step ``n`` of a one-stage table as kernels: u ~ N(a0 x, v0) (u = x when v0 = 0), then
+    x' ~ N(lin u + b F(u) + e H + cap(kb F(u) + ke H), w), F(u) = model(u, tau), cap(K) = K min(1, bound/|K|)."""
+
+    a0: float
+    v0: float
+    lin: float
+    b: float
+    e: float
+    w: float
+    tau: float
+    kb: float = 0.0
+    ke: float = 0.0
+    bound: float = np.inf
+
+
+def _split_step(table: StepTable, n: int) -> _Step:
+    a0, c0 = table.A[n, 0], table.C[n, 0]
+    a1, b, c1 = table.A[n, 1], table.B[n, 1, 0], table.C[n, 1]
+    e = float(table.E[n, 1, 0]) if table.history else 0.0
+    clip = getattr(table, "clip", None)  # norm-capped output term (diffsolve.tableau.ClipTerm)
+    cap = {} if clip is None else dict(kb=float(clip.B[n, 0]), ke=float(clip.E[n, 0]) if table.history else 0.0,
+                                       bound=float(clip.bound[n]))
+    if table.history and table.E[n, 0, 0] != 0:
+        raise DiffsolveError(
+            f"step {n}: the stage input uses the history value (E[{n}, 0, 0] = {table.E[n, 0, 0]!r}); grid density "
+            "propagation expects it in the output row only (E[n, 0, 0] = 0); use exact Gaussian-law propagation "
+            "(diffsolve.accuracy.propagate) or Monte Carlo for this solver"
+        )
+    if n == 0 and (e != 0 or cap.get("ke", 0.0) != 0):
+        raise DiffsolveError(
+            f"the first step uses a history value (E[0, 1, 0] = {e!r}, clipped part {cap.get('ke', 0.0)!r}) but none "
+            "exists yet; expected a warm-up step without history (E[0] = 0); build the table with its start-up step"
+        )
+    v0 = float(c0 @ c0)
+    if v0 == 0.0:
+        if a0 != 1.0:
+            raise DiffsolveError(
+                f"step {n}: the stage input draws no noise but is A0 x with A0 = {a0!r}; grid density propagation "
+                "expects u_0 = x_n (A0 = 1) there"
+            )
+        return _Step(1.0, 0.0, a1, b, e, float(c1 @ c1), float(table.tau[n, 0]), **cap)
+    rho = float(c1 @ c0) / v0
+    if not np.isclose(a1, rho * a0, rtol=1e-12, atol=1e-14):
+        raise DiffsolveError(
+            f"step {n}: the output depends on x beyond the noisy stage input (A1 = {a1!r} != rho A0 = {rho * a0!r}); "
+            "grid propagation supports split-noise steps only; use Monte Carlo for this solver"
+        )
+    return _Step(a0, v0, rho, b, e, float(c1 @ c1) - rho * rho * v0, float(table.tau[n, 0]), **cap)
 
 
 def propagate_density(table: StepTable, target, schedule, prediction: str, grid: DensityGrid, p0) -> np.ndarray:
-    """Push grid masses ``p0`` through every step of a Markov one-stage stochastic ``table`` (1-D target)."""
+    """Push grid masses ``p0`` of x through every step of a one-stage stochastic ``table`` (1-D target) and
+    return the masses of x at the end.  Tables with one history value propagate the joint masses of
+    (x, u_prev) on ``grid`` squared (their first step must have no history term) and return the x marginal."""
     if target.dim != 1:
         raise DiffsolveError(f"grid density propagation is 1-D; the target has dimension {target.dim}")
-    if table.history or table.stages != 1:
+    if table.stages != 1 or table.history > 1 or table.keep != 0:
         raise DiffsolveError(
-            "grid density propagation handles one-stage solvers without history (a Markov chain in x); "
-            f"this solver has {table.stages} stages and {table.history} history values"
+            "grid density propagation handles one-stage solvers with at most one history value (the previous "
+            f"step's model output); this solver has {table.stages} stages, {table.history} history values and "
+            f"keeps stage {table.keep}; use exact Gaussian-law propagation (diffsolve.accuracy.propagate) or "
+            "Monte Carlo for it"
         )
+    p0 = np.asarray(p0, dtype=np.float64)
+    if p0.shape != grid.points.shape:
+        raise DiffsolveError(f"p0 must hold one mass per grid point, shape {grid.points.shape}; got {p0.shape}")
+
+    def model(u, tau):
+        return target.predict(u[:, None], tau, schedule, prediction)[:, 0]
+
+    steps = [_split_step(table, n) for n in range(table.steps)]
+    return (_propagate_joint if table.history else _propagate_markov)(steps, model, grid, p0)
+
+
+def _capped(k, bound):
+    return k * np.minimum(1.0, bound / np.maximum(np.abs(k), 1e-300))
+
+
+def _propagate_markov(steps, model, grid: DensityGrid, p) -> np.ndarray:
     x = grid.points
-    p = np.asarray(p0, dtype=np.float64)
-    for n in range(table.steps):
-        a0, c0 = table.A[n, 0], table.C[n, 0]
-        a1, b, c1 = table.A[n, 1], table.B[n, 1, 0], table.C[n, 1]
-        model = lambda u: target.predict(u[:, None], table.tau[n, 0], schedule, prediction)[:, 0]  # noqa: E731
-        v0 = float(c0 @ c0)
-        if v0 == 0.0:
-            if a0 != 1.0:
-                raise DiffsolveError("stage 0 must be u_0 = x_n when it draws no noise")
-            p = grid.kernel_apply(p, a1 * x + b * model(x), float(c1 @ c1))
+    for s in steps:
+        f = model(x, s.tau)
+        drift = s.b * f if not s.kb else s.b * f + _capped(s.kb * f, s.bound)
+        if s.v0 == 0.0:
+            p = grid.kernel_apply(p, s.lin * x + drift, s.w)
             continue
-        rho = float(c1 @ c0) / v0
-        if not np.isclose(a1, rho * a0, rtol=1e-12, atol=1e-14):
-            raise DiffsolveError(
-                "this step's output depends on x beyond the noisy stage input (A1 != rho A0); grid propagation "
-                "supports split-noise steps only"
-            )
-        p = grid.kernel_apply(p, a0 * x, v0)
-        p = grid.kernel_apply(p, b * model(x) + rho * x, float(c1 @ c1) - rho * rho * v0)
+        p = grid.kernel_apply(p, s.a0 * x, s.v0)
+        p = grid.kernel_apply(p, drift + s.lin * x, s.w)
     return p
+
+
+def _output_pieces(s: _Step, x, f, h, q):
+    """The output mean as separable pieces: (c(u), [(masses q_i[u, u_prev], d_i(u_prev)), ...]), mean c + d_i."""
+    k = s.kb * f[:, None] + s.ke * h[None, :] if (s.kb or s.ke) else None
+    if k is None or not np.any(np.abs(k) > s.bound):
+        return [(s.lin * x + (s.b + s.kb) * f, [(q, (s.e + s.ke) * h)])]
+    capped = [(q * (sign * k > s.bound), s.e * h + sign * s.bound) for sign in (1.0, -1.0)]
+    return [(s.lin * x + (s.b + s.kb) * f, [(q * (np.abs(k) <= s.bound), (s.e + s.ke) * h)]),
+            (s.lin * x + s.b * f, capped)]
+
+
+def _propagate_joint(steps, model, grid: DensityGrid, p0) -> np.ndarray:
+    x = grid.points
+    p = np.zeros((x.size, x.size))  # p[x, u_prev]; the first step ignores u_prev, so any column holds p0
+    p[:, 0] = p0
+    for n, s in enumerate(steps):
+        q = p if s.v0 == 0.0 else grid.kernel(s.a0 * x, s.v0) @ p  # q[u, u_prev]
+        h = model(x, steps[n - 1].tau) if (s.e or s.ke) else np.zeros_like(x)
+        p = 0.0
+        for c, parts in _output_pieces(s, x, model(x, s.tau), h, q):
+            g = sum(grid.kernel(d, s.w) @ qi.T for qi, d in parts)  # g[z, u]: masses of d(u_prev) + noise
+            p = p + grid.shift(g, c)  # p[x', u]: x' = c(u) + z
+    return p.sum(axis=1)
 
 
 def tv_distance(p, q) -> float:

@@ -171,8 +171,7 @@ def _grids(quick: bool) -> Result:
 def _c3(quick: bool) -> Result:
     Ts = [20, 40] if quick else [20, 40, 80, 160]
     cases = [("DDPM-type", "accel-ddpm", "ddpm-type", {}), ("`accel-ddpm` (README)", "accel-ddpm", None, {}),
-             ("`accel-sde` a = 0, ratio", "accel-sde", None, {"c": np.inf}),
-             ("`accel-sde` a = 0, constant", "accel-sde", "constant", {"c": np.inf})]
+             ("`accel-sde` a = 0, ratio", "accel-sde", None, {}), ("`accel-sde` a = 0, constant", "accel-sde", "constant", {})]
     rows, series = [], {}
     for spacing in ("time", "logsnr"):
         for label, name, variant, params in cases:
@@ -186,7 +185,9 @@ def _c3(quick: bool) -> Result:
               "for T >= 80 (ratio, logsnr grid) / T >= 320 (ratio, tau grid) / T >= 80 (constant, tau grid) "
               "(spec B.2.4); only a = 0 keeps TV ~ 1/T^2 on a non-Gaussian target",
         columns=["sampler", "grid"] + [f"T={T}" for T in Ts], rows=rows, series=series,
-        ylabel="TV(law(Y_1), q_1)", measured="the linear-law and grid harnesses describe the unclipped chain (c = inf)",
+        ylabel="TV(law(Y_1), q_1)",
+        measured="accel-sde with its default clip c = 2, which the joint-grid harness applies exactly (it moves TV by "
+                 "< 3e-6 here); 3000-point grid for the Markov samplers, 1024 x 1024 joint grid for accel-sde",
     )
 
 
