@@ -63,8 +63,8 @@ class Result:
         except ImportError:
             raise DiffsolveError("plotting needs matplotlib: pip install 'diffsolve[plot]'") from None
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
-        for label, (x, y) in self.series.items():
-            ax.loglog(x, y, "o-", ms=3.5, label=label)
+        for i, (label, (x, y)) in enumerate(self.series.items()):  # past ten colours: dashed, square markers
+            ax.loglog(x, y, "o-" if i < 10 else "s--", ms=3.5, label=label)
         ax.set_xlabel(self.xlabel)
         ax.set_ylabel(self.ylabel)
         ax.set_title(textwrap.fill(self.title, 70), fontsize=9)
