@@ -15,7 +15,7 @@ from diffsolve.errors import DiffsolveError
 def test_every_paper_lists_its_experiments(capsys):
     assert main(["claims", "--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("weak-order", "variance", "strong-order", "nfe", "c1", "grids", "c3", "clip", "score-error"):
+    for name in ("weak-order", "variance", "strong-order", "nfe", "c1", "c2", "grids", "c3", "clip", "score-error"):
         assert name in out
 
 
@@ -38,7 +38,7 @@ def test_json_output(capsys):
 def test_bad_names_are_clear_errors():
     with pytest.raises(DiffsolveError, match="unknown paper 'seed'.*seeds, accelerated"):
         experiments("seed")
-    with pytest.raises(DiffsolveError, match="no experiment.*'c4'.*c1, grids"):
+    with pytest.raises(DiffsolveError, match="no experiment.*'c4'.*c1, c2, grids"):
         run("accelerated", only=["c4"], out=lambda _: None)
     assert main(["claims"]) == 2
 
@@ -51,3 +51,16 @@ def test_score_error_bias_is_linear_in_delta(name):
     bias = [c1_tv(name, 400, target=PerturbedGaussian([1.0], [0.25], d)) - base for d in deltas]
     assert slope(deltas, bias) == pytest.approx(1.0, abs=0.1), bias
     assert c1_tv(name, 400, target=PerturbedGaussian([1.0], [0.25], 0.0)) == base
+
+
+def test_theory_schedule_slopes_against_h():
+    """specs/accelerated.md C.2: on the theory's learning-rate schedule the error is a power of h_T = c1 log T / T
+    with the sampler's order (spec +0.99 for DDIM, +1.95 for accel-ddim (b))."""
+    from diffsolve.claims.accelerated import c2_tv, theory_betas
+
+    Ts = [200, 400, 800]
+    h = [6 * np.log(T) / T for T in Ts]
+    assert slope(h, [c2_tv("ddim", T) for T in Ts]) == pytest.approx(1.0, abs=0.1)
+    assert slope(h, [c2_tv("accel-ddim", T) for T in Ts]) > 1.7
+    with pytest.raises(ValueError, match="c1 log T / T < 1"):
+        theory_betas(10)

@@ -4,6 +4,7 @@ Cai's description (arXiv 2410.23285): the measurements of specs/accelerated.md P
 Harness functions (also used by the tests):
 
 * :func:`c1_tv` — C.1: exact 1-D Gaussian law, TV(law(Y_1), q_1) after T grid points tau uniform on [1e-3, 1];
+* :func:`c2_tv` — C.2: the same on the discrete chain of the theory's learning-rate schedule;
 * :func:`c3_tv` — C.3: TV on the two-mode mixture by grid density propagation (2-D joint grid for solvers that
   carry a history value, B.2.3);
 * :func:`clip_fractions` — B.2.1: Monte Carlo clip-event rate of accel-sde's momentum cap.
@@ -21,8 +22,8 @@ from ..solvers import get_solver
 from ..targets import Gaussian, GaussianMixture
 from . import Experiment, Result, fmt, slope
 
-__all__ = ["VP", "C1_TARGET", "C3_TARGET", "c1_tv", "c3_tv", "tv_1d", "tau_grid", "clip_fractions",
-           "PerturbedGaussian", "EXPERIMENTS"]
+__all__ = ["VP", "C1_TARGET", "C3_TARGET", "c1_tv", "c2_tv", "c3_tv", "tv_1d", "tau_grid", "theory_betas",
+           "clip_fractions", "PerturbedGaussian", "EXPERIMENTS"]
 
 VP = get_schedule("vp-linear")  # beta 0.1 -> 20
 C1_TARGET = Gaussian([1.0], [0.25])
@@ -92,6 +93,34 @@ def clip_fractions(c: float, T: int, n: int = 200_000, seed: int = 1):
                       clip_events=events)
     events = np.array(events[1:])
     return float(events.mean())
+
+
+def theory_betas(T: int, c0: float = 2.0, c1: float = 6.0) -> np.ndarray:
+    """The learning-rate schedule of the theory (spec A.1, [R]): beta_1 = T^-c0, beta_{t+1} = (c1 log T / T)
+    min(beta_1 (1 + c1 log T / T)^t, 1); needs c1 log T / T < 1."""
+    rate = c1 * np.log(T) / T
+    if not rate < 1:
+        raise ValueError(f"the theory schedule needs c1 log T / T < 1, got {rate:.3g} at T = {T}")
+    return np.concatenate([[float(T) ** -c0], rate * np.minimum(float(T) ** -c0 * (1 + rate) ** np.arange(1, T), 1.0)])
+
+
+def c2_tv(solver, T: int, variant=None, target=C1_TARGET) -> float:
+    """accelerated.md C.2: TV(law(Y_1), q_1) on the discrete chain of the theory schedule (every one of its T
+    steps, a DiscreteSchedule of those betas), exact start."""
+    from ..schedules import DiscreteSchedule
+
+    solver = get_solver(solver, variant=variant)
+    schedule = DiscreteSchedule(theory_betas(T), name="theory")
+    grid = schedule.t_nodes[::-1]  # t_T ... t_1
+    mean, cov = initial_law(target, schedule, grid, 0, solver.prediction, 0.0)
+    if solver.history:
+        mean = np.concatenate([mean, np.zeros((1, solver.history))], axis=1)
+        pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
+        pad[:, 0, 0] = cov[:, 0, 0]
+        cov = pad
+    mean, cov = propagate(solver.table(schedule, grid), target, schedule, solver.prediction, mean, cov)
+    m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
+    return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
 
 
 class PerturbedGaussian(Gaussian):
@@ -191,6 +220,31 @@ def _c3(quick: bool) -> Result:
     )
 
 
+C2_SOLVERS = [("DDIM, eps form", "ddim", None, "-0.85 / +0.99"),
+              ("accel-ddim (b)", "accel-ddim", None, "-1.67 / +1.95"),
+              ("accel-ddim:phi-psi (a)", "accel-ddim", "phi-psi", "-1.55 / +1.81"),
+              ("DDPM-type", "accel-ddpm", "ddpm-type", "-0.86 / +1.00"),
+              ("accel-ddpm", "accel-ddpm", None, "-0.83 / +0.96"),
+              ("accel-sde", "accel-sde", None, "-")]
+
+
+def _c2(quick: bool) -> Result:
+    Ts = [100, 200, 400] if quick else [100, 200, 400, 800, 1600, 3200]
+    hT = [6 * np.log(T) / T for T in Ts]
+    rows, series = [], {}
+    for label, name, variant, spec in C2_SOLVERS:
+        errs = [c2_tv(name, T, variant) for T in Ts]
+        rows.append([label] + [fmt(e) for e in errs] + [f"{slope(Ts, errs):.2f} / {slope(hT, errs):+.2f}", spec])
+        series[label] = (hT, errs)
+    return Result(
+        title="C.2: the theory's own schedule (c0 = 2, c1 = 6), N(1, 0.25), exact law, TV vs T and vs h_T",
+        claim="with the paper's schedule the rates carry log T factors: regress on h_T = c1 log T / T, where the slopes "
+              "show the orders (spec C.2; its first-step and fitting details are not stated, so slopes agree to ~0.1)",
+        columns=["sampler"] + [f"T={T}" for T in Ts] + ["slope vs T / vs h_T", "spec"], rows=rows, series=series,
+        xlabel="h_T = c1 log T / T", ylabel="TV(law(Y_1), q_1)",
+    )
+
+
 CLIP_SPEC = {(2.0, 20): 3.6e-4, (2.0, 40): 6.6e-8, (2.0, 80): 0.0, (1.0, 20): 3.4e-2, (1.0, 40): 2.0e-3,
              (1.0, 80): 5.3e-5}
 
@@ -232,6 +286,7 @@ def _score_error(quick: bool) -> Result:
 
 EXPERIMENTS = (
     Experiment("c1", "Gaussian exact-law TV vs T for every accelerated sampler and the baselines", _c1),
+    Experiment("c2", "the theory's learning-rate schedule: slopes vs T and vs h_T", _c2),
     Experiment("grids", "accel-sde slopes on tau/logsnr/alternating/quadratic grids", _grids),
     Experiment("c3", "mixture TV by grid density propagation at equal NFE", _c3),
     Experiment("clip", "accel-sde clip-event rates (Monte Carlo)", _clip),
