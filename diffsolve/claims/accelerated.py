@@ -52,16 +52,20 @@ def tau_grid(T: int, spacing: str = "time", t_min: float = 1e-3) -> np.ndarray:
 def c1_tv(solver, T: int, variant=None, target=C1_TARGET, spacing: str = "time") -> float:
     """accelerated.md C.1: TV(law(Y_1), q_1) for a 1-D Gaussian target, exact start Y_T ~ q_T; solvers with
     history start with their warm-up step (no exact history)."""
-    solver = get_solver(solver, variant=variant)
-    grid = tau_grid(T, spacing)
-    mean, cov = initial_law(target, VP, grid, 0, solver.prediction, 0.0)
+    return _exact_tv(get_solver(solver, variant=variant), VP, tau_grid(T, spacing), target)
+
+
+def _exact_tv(solver, schedule, grid, target) -> float:
+    """TV between the propagated output law and the target's marginal at grid[-1] (1-D Gaussian target), exact
+    start; history values start at zero (the warm-up step does not read them)."""
+    mean, cov = initial_law(target, schedule, grid, 0, solver.prediction, 0.0)
     if solver.history:
         mean = np.concatenate([mean, np.zeros((1, solver.history))], axis=1)
         pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
         pad[:, 0, 0] = cov[:, 0, 0]
         cov = pad
-    mean, cov = propagate(solver.table(VP, grid), target, VP, solver.prediction, mean, cov)
-    m_ref, v_ref = target.marginal_moments(grid[-1], VP)
+    mean, cov = propagate(solver.table(schedule, grid), target, schedule, solver.prediction, mean, cov)
+    m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
     return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
 
 
@@ -109,18 +113,8 @@ def c2_tv(solver, T: int, variant=None, target=C1_TARGET) -> float:
     steps, a DiscreteSchedule of those betas), exact start."""
     from ..schedules import DiscreteSchedule
 
-    solver = get_solver(solver, variant=variant)
     schedule = DiscreteSchedule(theory_betas(T), name="theory")
-    grid = schedule.t_nodes[::-1]  # t_T ... t_1
-    mean, cov = initial_law(target, schedule, grid, 0, solver.prediction, 0.0)
-    if solver.history:
-        mean = np.concatenate([mean, np.zeros((1, solver.history))], axis=1)
-        pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
-        pad[:, 0, 0] = cov[:, 0, 0]
-        cov = pad
-    mean, cov = propagate(solver.table(schedule, grid), target, schedule, solver.prediction, mean, cov)
-    m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
-    return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
+    return _exact_tv(get_solver(solver, variant=variant), schedule, schedule.t_nodes[::-1], target)  # t_T ... t_1
 
 
 class PerturbedGaussian(Gaussian):
