@@ -33,6 +33,26 @@ def _steps_list(text):
     return steps
 
 
+def _params(items):
+    """Runtime solver parameters from repeated ``--param KEY=VALUE`` (e.g. eta=0.5, c=inf)."""
+    out = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise DiffsolveError(f"--param must look like KEY=NUMBER (e.g. eta=0.5, c=inf), got {item!r}") from None
+    return out
+
+
+def _solver(name, params):
+    from .solvers import get_solver
+
+    return get_solver(name.strip(), **params)
+
+
 def _print_table(rows, columns):
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
@@ -75,15 +95,17 @@ def cmd_sample(args):
     sch = _schedule(args)
     target = from_spec(args.target)
     grid = time_grid(sch, args.steps, args.spacing)
+    solver = _solver(args.solver, _params(args.param))
     start = time.perf_counter()
-    x = sample(args.solver, target, sch, grid, n=args.n, seed=args.seed, backend=args.backend,
+    x = sample(solver, target, sch, grid, n=args.n, seed=args.seed, backend=args.backend,
                progress=not args.json and not args.no_progress)
     elapsed = time.perf_counter() - start
     t_end = float(grid[-1])
     ref = target.sample(args.n, seed=args.seed + 1, t=t_end, schedule=sch)
     ref2 = target.sample(args.n, seed=args.seed + 2, t=t_end, schedule=sch)
     report = {
-        "solver": args.solver, "schedule": sch.name, "spacing": args.spacing, "steps": args.steps,
+        "solver": args.solver, "params": dict(zip(solver.param_names, solver.params)), "schedule": sch.name,
+        "spacing": args.spacing, "steps": args.steps,
         "target": args.target, "n": args.n, "backend": args.backend, "seed": args.seed,
         "t_start": float(grid[0]), "t_end": t_end, "seconds": elapsed,
         "mean_abs_error": float(np.max(np.abs(x.mean(0) - ref.mean(0)))),
@@ -95,7 +117,7 @@ def cmd_sample(args):
     if isinstance(target, Gaussian):
         from .accuracy import exact_error
 
-        report["exact_w2_of_output_law"] = exact_error(args.solver, target, sch, grid, "w2", exact_history=False)
+        report["exact_w2_of_output_law"] = exact_error(solver, target, sch, grid, "w2", exact_history=False)
     if args.out:
         np.save(args.out, x)
         report["out"] = args.out
@@ -123,7 +145,8 @@ def cmd_order(args):
     sch = _schedule(args)
     target = from_spec(args.target)
     steps = _steps_list(args.steps)
-    studies = [order_study(name.strip(), target, sch, steps=steps, metric=args.metric, spacing=args.spacing,
+    params = _params(args.param)
+    studies = [order_study(_solver(name, params), target, sch, steps=steps, metric=args.metric, spacing=args.spacing,
                            progress=not args.json and not args.no_progress)
                for name in args.solver.split(",") if name.strip()]
     if args.plot:
@@ -228,6 +251,7 @@ def build_parser():
     p.add_argument("--backend", default="numpy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save samples to FILE.npy")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="solver parameter (repeatable), e.g. eta=0.5")
     _common(p)
     p.set_defaults(func=cmd_sample)
     p = sub.add_parser("derive", help="derive (or load) a solver of any order; print its coefficients")
@@ -249,6 +273,7 @@ def build_parser():
     p.add_argument("--steps", default="8,16,32,64")
     p.add_argument("--metric", default="w2", help="w2 (default), kl, tv-bound, hellinger")
     p.add_argument("--plot", help="write a log-log PNG")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="solver parameter (repeatable), e.g. c=inf")
     _common(p)
     p.set_defaults(func=cmd_order)
     p = sub.add_parser("claims", help="regenerate the claim-vs-measured tables (and plots) of docs/papers")

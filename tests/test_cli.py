@@ -199,6 +199,12 @@ ERROR_CASES = [
                                  "--schedule", "vp-lienar"], "sample", ["unknown schedule 'vp-lienar'"]),
     ("sample-negative-n", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4", "--n", "-5"],
      "sample", ["got n=-5"]),
+    ("sample-bad-param", ["sample", "--solver", "seeds-2", "--steps", "10", "--target", "gaussian:d=4",
+                          "--param", "eta"], "sample", ["--param must look like KEY=NUMBER", "'eta'"]),
+    ("sample-unknown-param", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
+                              "--param", "eta=0.5"], "sample", ["has no parameter 'eta'"]),
+    ("order-param-out-of-range", ["order", "--solver", "accel-sde", "--target", "gaussian:d=4", "--steps", "8,16",
+                                  "--param", "a=0.9"], "order", ["a = 0.9 is outside its range", "[0.0, 0.5]"]),
 ]
 
 
@@ -224,3 +230,14 @@ def test_error_negative_target_seed(capsys):
                                  "--json"])
     assert rc == 2
     _assert_one_line_error(err, "sample", "seed")
+
+
+def test_variant_names_and_params_reach_the_solver(capsys):
+    """name:variant selects a variant, --param sets runtime parameters (here accel-sde's clip and a)."""
+    argv = ["sample", "--solver", "accel-sde:constant", "--steps", "12", "--target", "gaussian:d=3", "--n", "200",
+            "--param", "a=0.25", "--param", "c=inf", "--json"]
+    rc, out, _ = _run(capsys, argv)
+    report = json.loads(out)
+    assert rc == 0 and report["params"] == {"a": 0.25, "c": float("inf")}
+    rc, out, _ = _run(capsys, argv[:-5] + ["--json"])
+    assert report["exact_w2_of_output_law"] != json.loads(out)["exact_w2_of_output_law"]

@@ -153,5 +153,6 @@ def order_study(solver, target: Target, schedule: Schedule, steps=(8, 16, 32, 64
             h_max.append(float(np.max(h[np.isfinite(h)])))
             nfe.append(n * solver.nfe_per_step)
             bar.update(1)
-    return OrderStudy(solver.name, metric, steps, h_max, errors, float(solver.order), nfe,
+    label = solver.name + ("" if solver.variant == "exact" else f":{solver.variant}")
+    return OrderStudy(label, metric, steps, h_max, errors, float(solver.order), nfe,
                       spacing if isinstance(spacing, str) else "explicit")
