@@ -241,3 +241,9 @@ def test_variant_names_and_params_reach_the_solver(capsys):
     assert rc == 0 and report["params"] == {"a": 0.25, "c": float("inf")}
     rc, out, _ = _run(capsys, argv[:-5] + ["--json"])
     assert report["exact_w2_of_output_law"] != json.loads(out)["exact_w2_of_output_law"]
+
+
+def test_pattern_solver_variant_in_the_name(capsys):
+    rc, out, _ = _run(capsys, ["order", "--solver", "seeds-2:2b-mirrored", "--target", "gaussian:d=3", "--steps",
+                               "16,32", "--json"])
+    assert rc == 0 and json.loads(out)["studies"][0]["solver"] == "seeds-2:2b-mirrored"

@@ -228,11 +228,14 @@ def solver_names() -> list[str]:
 
 
 def get_solver(name, variant: str | None = None, **params) -> Solver:
-    """A registered solver by name, optionally a ``variant`` and runtime parameters (``eta=...``)."""
+    """A registered solver by name (``"name:variant"`` also selects a variant), optionally a ``variant`` and
+    runtime parameters (``eta=...``)."""
     if isinstance(name, Solver):
         return name.with_params(**params) if params else name
     if not isinstance(name, str):
         raise DiffsolveError(f"solver must be a name (str) or a Solver, got {type(name).__name__} {name!r}")
+    if ":" in name and variant in (None, "exact") and name not in _REGISTRY:  # "name:variant" spelled in one string
+        name, _, variant = name.partition(":")
     key = name if variant in (None, "exact") else f"{name}:{variant}"
     entry = _REGISTRY.get(key)
     if entry is None:
