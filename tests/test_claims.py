@@ -64,3 +64,11 @@ def test_theory_schedule_slopes_against_h():
     assert slope(h, [c2_tv("accel-ddim", T) for T in Ts]) > 1.7
     with pytest.raises(ValueError, match="c1 log T / T < 1"):
         theory_betas(10)
+
+
+def test_seeds2_needs_fewer_nfe_than_ddpm_on_the_mixture():
+    """SEEDS' NFE claim on a non-Gaussian target (grid density): SEEDS-2 at 40 NFE is below DDPM at 80 NFE."""
+    from diffsolve.claims.seeds import mixture_tv
+
+    seeds, ddpm = mixture_tv("seeds-2", 20), mixture_tv("ddpm", 80)
+    assert seeds == pytest.approx(1.28e-2, rel=0.02) and seeds < 0.7 * ddpm

@@ -130,8 +130,8 @@ def test_accel_sde_mixture_golden(spacing, T):
 
 
 def _bad_table(kind):
-    if kind == "two stages":
-        return StepTable.empty(3, 2, 0, 1)
+    if kind == "two stages with history":
+        return StepTable.empty(3, 2, 1, 1)
     if kind == "two history values":
         return StepTable.empty(3, 1, 2, 1)
     table = ds.get_solver("accel-sde").table(VP, ds.time_grid(VP, 5, "time", t_max=1.0, t_min=1e-2))
@@ -143,7 +143,7 @@ def _bad_table(kind):
 @pytest.mark.parametrize(
     "kind,match",
     [
-        ("two stages", "one-stage solvers.*this solver has 2 stages"),
+        ("two stages with history", "two-stage solvers without history.*this solver has 2 stages"),
         ("two history values", "at most one history value.*1 stages, 2 history values"),
         ("history in the stage input", r"step 2: the stage input uses the history value \(E\[2, 0, 0\]"),
         ("history in the first step", r"first step uses a history value \(E\[0, 1, 0\] = 0.1"),

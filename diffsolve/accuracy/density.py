@@ -1,4 +1,4 @@
-"""Grid density propagation for 1-D targets and one-stage stochastic tableaux (verification.md §2).
+"""Grid density propagation for 1-D targets and one- or two-stage stochastic tableaux (verification.md §2).
 
 A one-stage step is u = A0 x + C0 . xi, x' = A1 x + B F(u) + e H + C1 . xi, where H is the previous step's F
 (e = 0 without history).  The part of the output noise correlated with the stage noise is rho (u - A0 x) with
@@ -15,6 +15,11 @@ conserved; no Monte Carlo.
   with an FFT phase factor.  The new state is (x', u).  Cost O(n^3) per step: use n = 1024.  The translation is
   periodic (mass moved past one end re-enters at the other, where the 1-D path piles it at the end), so keep the
   domain wide enough that the chain leaves no mass near its ends.
+* Two stages, no history (SEEDS-2, a Markov chain in x): u = A1 x + B10 F(x) + C1 . xi is Gaussian given x, and
+  x' = a(x) + b(u) + N(0, w) with rho = (C2 . C1)/|C1|^2, a(x) = A2 x + B20 F(x) - rho m1(x), b(u) = rho u +
+  B21 F(u), w = |C2|^2 - rho^2 |C1|^2.  The joint masses q[u, x] = N(u; m1(x), |C1|^2) p(x) go through
+  N(z; a(x), w) (one matrix product over x) and a translation of each u column by b(u); the x' marginal is the
+  sum over u.
 * A norm-capped output term K = kb F(u) + ke H (``StepTable.clip``, accel-sde's clipped momentum) is exact too:
   where |K| <= bound it adds to c(u) and e H; where K > bound (K < -bound) it is the constant +bound (-bound).
   Each of these three pieces of the (u, u_prev) grid is separable and propagated as above (three matrix products
@@ -138,12 +143,13 @@ def propagate_density(table: StepTable, target, schedule, prediction: str, grid:
     (x, u_prev) on ``grid`` squared (their first step must have no history term) and return the x marginal."""
     if target.dim != 1:
         raise DiffsolveError(f"grid density propagation is 1-D; the target has dimension {target.dim}")
-    if table.stages != 1 or table.history > 1 or table.keep != 0:
+    two_stage = table.stages == 2 and table.history == 0 and getattr(table, "clip", None) is None
+    if not two_stage and (table.stages != 1 or table.history > 1 or table.keep != 0):
         raise DiffsolveError(
             "grid density propagation handles one-stage solvers with at most one history value (the previous "
-            f"step's model output); this solver has {table.stages} stages, {table.history} history values and "
-            f"keeps stage {table.keep}; use exact Gaussian-law propagation (diffsolve.accuracy.propagate) or "
-            "Monte Carlo for it"
+            "step's model output) and two-stage solvers without history; this solver has "
+            f"{table.stages} stages, {table.history} history values and keeps stage {table.keep}; use exact "
+            "Gaussian-law propagation (diffsolve.accuracy.propagate) or Monte Carlo for it"
         )
     p0 = np.asarray(p0, dtype=np.float64)
     if p0.shape != grid.points.shape:
@@ -151,6 +157,9 @@ def propagate_density(table: StepTable, target, schedule, prediction: str, grid:
 
     def model(u, tau):
         return target.predict(u[:, None], tau, schedule, prediction)[:, 0]
+
+    if two_stage:
+        return _propagate_two_stage(table, model, grid, p0)
 
     steps = [_split_step(table, n) for n in range(table.steps)]
     return (_propagate_joint if table.history else _propagate_markov)(steps, model, grid, p0)
@@ -195,6 +204,28 @@ def _propagate_joint(steps, model, grid: DensityGrid, p0) -> np.ndarray:
             g = sum(grid.kernel(d, s.w) @ qi.T for qi, d in parts)  # g[z, u]: masses of d(u_prev) + noise
             p = p + grid.shift(g, c)  # p[x', u]: x' = c(u) + z
     return p.sum(axis=1)
+
+
+def _propagate_two_stage(table: StepTable, model, grid: DensityGrid, p) -> np.ndarray:
+    x = grid.points
+    for n in range(table.steps):
+        if table.A[n, 0] != 1.0 or np.any(table.C[n, 0] != 0):
+            raise DiffsolveError(f"step {n}: grid density propagation expects the first stage to be u_0 = x_n "
+                                 f"(A[{n}, 0] = 1, no noise); got A = {table.A[n, 0]!r}, C = {table.C[n, 0]!r}")
+        c1, c2 = table.C[n, 1], table.C[n, 2]
+        v1 = float(c1 @ c1)
+        if v1 == 0.0:
+            raise DiffsolveError(f"step {n}: the second stage draws no noise; grid density propagation of two-stage "
+                                 "steps needs a stochastic stage (eta > 0); use exact-law propagation for ODE solvers")
+        rho = float(c2 @ c1) / v1
+        f0 = model(x, table.tau[n, 0])
+        m1 = table.A[n, 1] * x + table.B[n, 1, 0] * f0
+        q = grid.kernel(m1, v1) * p[None, :]  # q[u, x]
+        a = table.A[n, 2] * x + table.B[n, 2, 0] * f0 - rho * m1
+        b = rho * x + table.B[n, 2, 1] * model(x, table.tau[n, 1])
+        g = grid.kernel(a, float(c2 @ c2) - rho * rho * v1) @ q.T  # g[z, u]: z = a(x) + noise
+        p = grid.shift(g, b).sum(axis=1)  # x' = z + b(u)
+    return p
 
 
 def tv_distance(p, q) -> float:
