@@ -104,7 +104,8 @@ def cmd_sample(args):
     ref = target.sample(args.n, seed=args.seed + 1, t=t_end, schedule=sch)
     ref2 = target.sample(args.n, seed=args.seed + 2, t=t_end, schedule=sch)
     report = {
-        "solver": args.solver, "params": dict(zip(solver.param_names, solver.params)), "schedule": sch.name,
+        "solver": args.solver, "params": {k: v if np.isfinite(v) else str(v) for k, v in  # JSON has no inf
+                                          zip(solver.param_names, solver.params)}, "schedule": sch.name,
         "spacing": args.spacing, "steps": args.steps,
         "target": args.target, "n": args.n, "backend": args.backend, "seed": args.seed,
         "t_start": float(grid[0]), "t_end": t_end, "seconds": elapsed,
