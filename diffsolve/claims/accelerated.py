@@ -7,7 +7,7 @@ Harness functions (also used by the tests):
 * :func:`c2_tv` — C.2: the same on the discrete chain of the theory's learning-rate schedule;
 * :func:`c3_tv` — C.3: TV on the two-mode mixture by grid density propagation (2-D joint grid for solvers that
   carry a history value, B.2.3);
-* :func:`clip_fractions` — B.2.1: Monte Carlo clip-event rate of accel-sde's momentum cap.
+* :func:`mixture_run`, :func:`clip_fractions` — B.2.1: Monte Carlo of accel-sde's momentum cap on the mixture.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import grids
+from ..errors import DiffsolveError
 from ..accuracy.density import DensityGrid, propagate_density, tv_distance
 from ..accuracy.gaussian_law import initial_law, propagate
 from ..schedules import get_schedule
@@ -23,7 +24,7 @@ from ..targets import Gaussian, GaussianMixture
 from . import Experiment, Result, fmt, slope
 
 __all__ = ["VP", "C1_TARGET", "C3_TARGET", "c1_tv", "c2_tv", "c3_tv", "tv_1d", "tau_grid", "theory_betas",
-           "clip_fractions", "PerturbedGaussian", "EXPERIMENTS"]
+           "mixture_run", "clip_fractions", "PerturbedGaussian", "EXPERIMENTS"]
 
 VP = get_schedule("vp-linear")  # beta 0.1 -> 20
 C1_TARGET = Gaussian([1.0], [0.25])
@@ -69,23 +70,22 @@ def _exact_tv(solver, schedule, grid, target) -> float:
     return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
 
 
-def c3_tv(solver, T: int, variant=None, spacing: str = "time") -> float:
+def c3_tv(solver, T: int, variant=None, spacing: str = "time", size: int | None = None) -> float:
     """accelerated.md C.3 / B.2.3: TV(law(Y_1), q_1) on the mixture, T grid points on [1e-2, 1], exact start, by
-    grid density propagation: 3000 points on [-6, 6], or a 1024 x 1024 joint grid when the solver carries a
-    history value (its step depends on the previous stage input)."""
+    grid density propagation on ``size`` points of [-6, 6]: by default 3000, or 1024 (a 1024 x 1024 joint grid)
+    when the solver carries a history value or has two stages."""
     solver = get_solver(solver, variant=variant)
     grid = tau_grid(T, spacing, t_min=1e-2)
-    g = DensityGrid(-6.0, 6.0, 1024 if solver.history else 3000)
+    g = DensityGrid(-6.0, 6.0, size or (1024 if solver.history or solver.stages > 1 else 3000))
     p0 = g.masses(lambda x: C3_TARGET.logpdf(x, grid[0], VP))
     q = g.masses(lambda x: C3_TARGET.logpdf(x, grid[-1], VP))
     p = propagate_density(solver.table(VP, grid), C3_TARGET, VP, solver.prediction, g, p0)
     return tv_distance(p, q)
 
 
-def clip_fractions(c: float, T: int, n: int = 200_000, seed: int = 1):
-    """B.2.1: accel-sde (default member) on the C.3 mixture with clip constant ``c``: the fraction of
-    (sample, step) pairs whose momentum is capped, over the steps that carry one (all but the start-up), and the
-    largest momentum norm in eps units (|sqrt(1 - abar) C_t| / sqrt(d))."""
+def mixture_run(c: float, T: int, n: int, seed: int = 1):
+    """accel-sde (default member, clip constant ``c``) on the C.3 mixture: n exact-start samples through T grid
+    points tau uniform on [1e-2, 1] (NumPy interpreter); returns (samples, clip events (steps, n))."""
     from ..backends import numpy_backend
     from ..models import ModelAdapter
 
@@ -93,10 +93,15 @@ def clip_fractions(c: float, T: int, n: int = 200_000, seed: int = 1):
     x0 = C3_TARGET.sample(n, seed=seed, t=grid[0], schedule=VP)
     events = []
     table = get_solver("accel-sde", c=c).table(VP, grid)
-    numpy_backend.run(table, ModelAdapter(C3_TARGET, VP, "eps"), x0, seed=seed + 6, sample_index=np.arange(n),
-                      clip_events=events)
-    events = np.array(events[1:])
-    return float(events.mean())
+    x = numpy_backend.run(table, ModelAdapter(C3_TARGET, VP, "eps"), x0, seed=seed + 6, sample_index=np.arange(n),
+                          clip_events=events)
+    return x, np.array(events)
+
+
+def clip_fractions(c: float, T: int, n: int = 200_000, seed: int = 1) -> float:
+    """B.2.1: the fraction of (sample, step) pairs whose momentum is capped (clip constant ``c``, C.3 mixture),
+    over the steps that carry one (all but the start-up)."""
+    return float(mixture_run(c, T, n, seed)[1][1:].mean())
 
 
 def theory_betas(T: int, c0: float = 2.0, c1: float = 6.0) -> np.ndarray:
@@ -104,7 +109,8 @@ def theory_betas(T: int, c0: float = 2.0, c1: float = 6.0) -> np.ndarray:
     min(beta_1 (1 + c1 log T / T)^t, 1); needs c1 log T / T < 1."""
     rate = c1 * np.log(T) / T
     if not rate < 1:
-        raise ValueError(f"the theory schedule needs c1 log T / T < 1, got {rate:.3g} at T = {T}")
+        raise DiffsolveError(f"the theory schedule needs c1 log T / T < 1, got {rate:.3g} at T = {T} (c1 = {c1}); "
+                             "use more steps T or a smaller c1")
     return np.concatenate([[float(T) ** -c0], rate * np.minimum(float(T) ** -c0 * (1 + rate) ** np.arange(1, T), 1.0)])
 
 
@@ -127,7 +133,8 @@ class PerturbedGaussian(Gaussian):
 
     def affine_prediction(self, t, schedule, prediction: str):
         if prediction != "eps":
-            raise ValueError("PerturbedGaussian perturbs eps predictions")
+            raise DiffsolveError(f"PerturbedGaussian perturbs eps predictions, got a {prediction!r} solver; use an "
+                                 "eps-prediction solver (accel-*, dpm-solver-*)")
         G, g = super().affine_prediction(t, schedule, prediction)
         return G, g + self.delta
 

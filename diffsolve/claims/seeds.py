@@ -122,16 +122,10 @@ def _nfe(quick: bool) -> Result:
 
 def mixture_tv(solver, steps: int, size: int = 1024) -> float:
     """TV(law(x_N), q) on the two-mode mixture of accelerated.md C.3 (1/2 N(-1, 0.02) + 1/2 N(1, 0.02)), VP,
-    log-SNR grid of ``steps`` steps on [1e-2, 1], exact start, by grid density propagation."""
-    from ..accuracy.density import DensityGrid, propagate_density, tv_distance
-    from .accelerated import C3_TARGET
+    log-SNR grid of ``steps`` steps on [1e-2, 1], exact start, by grid density propagation (``size`` points)."""
+    from .accelerated import c3_tv
 
-    solver = get_solver(solver)
-    grid = grids.time_grid(VP, steps, "logsnr", t_max=1.0, t_min=1e-2)
-    g = DensityGrid(-6.0, 6.0, size)
-    p0 = g.masses(lambda x: C3_TARGET.logpdf(x, grid[0], VP))
-    q = g.masses(lambda x: C3_TARGET.logpdf(x, grid[-1], VP))
-    return tv_distance(propagate_density(solver.table(VP, grid), C3_TARGET, VP, solver.prediction, g, p0), q)
+    return c3_tv(solver, steps + 1, spacing="logsnr", size=size)
 
 
 def _mixture_nfe(quick: bool) -> Result:
