@@ -1,7 +1,7 @@
 """diffsolve: diffusion-model samplers whose coefficients SymPy derives and Numba compiles.
 
-Public surface (DESIGN.md §4): get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample,
-order_study, derive.
+Public surface: get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample, Stepper,
+order_study, derive (docs/architecture.md).
 """
 
 from . import targets
@@ -12,6 +12,7 @@ from .grids import time_grid
 from .sampling import sample
 from .schedules import Schedule, get_schedule, list_schedules
 from .solvers import Solver, get_solver, list_solvers
+from .stepper import Stepper
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "OrderStudy",
     "Schedule",
     "Solver",
+    "Stepper",
     "derive",
     "get_schedule",
     "get_solver",

@@ -1,4 +1,4 @@
-"""Exact conversions between model parameterisations (specs/exponential_integrators.md §1.3).
+"""Exact conversions between model parameterisations (docs/algorithms/exponential_integrators.md §1.3).
 
 Every prediction type P is affine in (x, D) at a fixed time, P = c_x(t) x + c_D(t) D, with D = E[x_0 | x_t = x]:
 
@@ -16,11 +16,13 @@ so one table converts any type into any other exactly; a conversion through a si
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .errors import DiffsolveError
 
-__all__ = ["PREDICTIONS", "coefficients", "convert", "check_prediction"]
+__all__ = ["PREDICTIONS", "Conversion", "coefficients", "conversion", "convert", "check_prediction"]
 
 
 def _data(a, s, da, ds):
@@ -65,22 +67,45 @@ def coefficients(kind: str, schedule, t):
         return _TABLE[kind](a, s, da, ds)
 
 
-def convert(value, x, t, schedule, frm: str, to: str):
-    """Convert a model output ``value`` of type ``frm`` at (x, t) into type ``to`` (exact, linear in x)."""
+class Conversion(NamedTuple):
+    """P_to = tx u + td (v - fx u) / fd for a model output v of another type at state u; ``identity`` when the
+    types agree.  The one formula every backend applies (:meth:`apply` here, the scalar kernel in
+    :mod:`diffsolve.kernels.scalar`), in this order of operations."""
+
+    fx: float
+    fd: float
+    tx: float
+    td: float
+    identity: bool
+
+    def apply(self, value, x):
+        """``value`` (type ``frm``) at state ``x`` as type ``to``."""
+        return value if self.identity else self.tx * x + self.td * ((value - self.fx * x) / self.fd)
+
+
+IDENTITY = Conversion(0.0, 1.0, 0.0, 1.0, True)
+
+
+def conversion(schedule, t: float, frm: str, to: str) -> Conversion:
+    """The :class:`Conversion` of a ``frm`` prediction into ``to`` at time ``t``; raises where a
+    parameterisation is singular (c_D = 0, or a non-finite coefficient)."""
     check_prediction(frm)
     check_prediction(to)
     if frm == to:
-        return value
+        return IDENTITY
     fx, fd = coefficients(frm, schedule, t)
     tx, td = coefficients(to, schedule, t)
     for name, c in ((frm, fd), (frm, fx), (to, tx), (to, td)):
         if not np.all(np.isfinite(c)) or (c is fd and np.any(c == 0)):
-            tt = np.asarray(t).ravel()
             raise DiffsolveError(
-                f"cannot convert a {frm!r} prediction to {to!r} at t = {tt[0]!r} (alpha = "
-                f"{float(np.ravel(schedule.alpha(t))[0]):.3g}, sigma = {float(np.ravel(schedule.sigma(t))[0]):.3g}): "
+                f"cannot convert a {frm!r} prediction to {to!r} at t = {float(t)!r} (alpha = "
+                f"{float(schedule.alpha(t)):.3g}, sigma = {float(schedule.sigma(t)):.3g}): "
                 f"the {name!r} parameterisation is singular there; use a 'data', 'v' or 'flow' model at alpha = 0, "
                 "or stop the grid before sigma = 0"
             )
-    data = (value - fx * x) / fd
-    return data if to == "data" else tx * x + td * data
+    return Conversion(float(fx), float(fd), float(tx), float(td), False)
+
+
+def convert(value, x, t, schedule, frm: str, to: str):
+    """Convert a model output ``value`` of type ``frm`` at (x, t) into type ``to`` (exact, linear in x)."""
+    return conversion(schedule, t, frm, to).apply(value, x)

@@ -6,15 +6,14 @@ import numpy as np
 
 from . import backends
 from .errors import DiffsolveError
-from .grids import validate_grid
 from .models import ModelAdapter
 from .noise import standard_normal
 from .progress import Progress
 from .schedules import Schedule
-from .solvers import get_solver
+from .stepper import Stepper, prepare_run
 from .targets import Target
 
-__all__ = ["sample", "prior_sample"]
+__all__ = ["sample", "prior_sample", "run_program"]
 
 
 def prior_sample(schedule: Schedule, t: float, n: int, dim: int, seed: int = 0, sample_offset: int = 0) -> np.ndarray:
@@ -23,7 +22,8 @@ def prior_sample(schedule: Schedule, t: float, n: int, dim: int, seed: int = 0, 
     return float(schedule.sigma(t)) * standard_normal(seed, idx, 0, 0, dim)
 
 
-def _check_state(x, name="x_init", dtype=np.float64):
+def _host_state(x, name, dtype):
+    """``x`` as a NumPy array of ``dtype`` (None keeps float32/float64), checked: floating, batch first, finite."""
     if not isinstance(x, np.ndarray):
         if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
             x = np.asarray(x)
@@ -57,36 +57,47 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
     instead of its lower-order warm-up: the first ``M = solver.history`` grid nodes are then the history nodes
     (``history[m-1]`` is the model output at ``grid[M - m]``) and ``x_init`` is the state at ``grid[M]``.
     ``dtype`` is the working precision (float64 by default; float32 for GPU runs; None keeps x_init's).
-    ``backend``: ``numpy`` (reference), ``cpu`` (Numba, parallel; a target runs fused in one compiled loop)
-    or ``cuda``.  Extra keyword arguments are solver parameters (e.g. ``eta=0.5``).
+    ``backend``: ``numpy`` (reference), ``cpu`` (Numba, parallel; a target runs fused in one compiled loop),
+    ``cuda``, or an engine instance.  Extra keyword arguments are solver parameters (e.g. ``eta=0.5``).
+
+    With a model callable (or a target no backend fuses) this runs the :class:`~diffsolve.stepper.Stepper` loop,
+    one model call per stage.
     """
-    solver = get_solver(solver, **params)
-    if not isinstance(schedule, Schedule):
-        raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}; use ds.get_schedule(...)")
-    grid = validate_grid(schedule, grid)
-    adapter = ModelAdapter(model, schedule, solver.prediction, prediction)
+    history = [] if history is None else list(history)
+    run = prepare_run(solver, schedule, grid, seed=seed, sample_offset=sample_offset, history=len(history), **params)
+    adapter = ModelAdapter(model, schedule, run.prediction, prediction)
     if x_init is None:
         if n is None or isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise DiffsolveError(f"pass n (a positive number of samples) or x_init; got n={n!r}")
-        if not isinstance(model, Target):
+        if adapter.target is None:
             raise DiffsolveError("with a model callable, pass x_init (the initial states, shape (n, ...))")
-        x = prior_sample(schedule, grid[0], int(n), model.dim, seed, sample_offset).astype(dtype or np.float64)
+        x = prior_sample(schedule, run.grid[0], int(n), model.dim, run.seed, run.sample_offset).astype(dtype or np.float64)
     else:
-        x = _check_state(x_init, dtype=dtype)
+        x = _host_state(x_init, "x_init", dtype)
         if n is not None and n != x.shape[0]:
             raise DiffsolveError(f"n={n} disagrees with x_init's batch size {x.shape[0]}; pass one of them")
-        if isinstance(model, Target) and x.shape[1:] != (model.dim,):
+        if adapter.target is not None and x.shape[1:] != (model.dim,):
             raise DiffsolveError(f"x_init has shape {x.shape}, but the target is {model.dim}-dimensional: expected (n, {model.dim})")
-    if isinstance(sample_offset, bool) or not isinstance(sample_offset, (int, np.integer)) or sample_offset < 0:
-        raise DiffsolveError(f"sample_offset must be a non-negative integer, got {sample_offset!r}")
-    history = [] if history is None else [_check_state(h, "history", x.dtype) for h in history]
-    if len(history) > solver.history:
-        raise DiffsolveError(f"solver {solver.name!r} keeps {solver.history} history values, got {len(history)}")
-    if history and len(history) != solver.history:
-        raise DiffsolveError(f"pass all {solver.history} history values (newest first) or none, got {len(history)}")
-    table = solver.table(schedule, grid, start=len(history), exact_history=bool(history))
-    impl = backends.resolve(backend)
-    sample_index = sample_offset + np.arange(x.shape[0], dtype=np.int64)
-    with Progress(table.steps, f"{solver.name}", enabled=progress) as bar:
-        return impl.run(table, adapter, x, seed=seed, sample_index=sample_index, history=history,
-                        step_offset=len(history), progress=bar)
+    return run_program(run, adapter, x, history, backend=backend, progress=progress)
+
+
+def run_program(run, model: ModelAdapter, x: np.ndarray, history=(), *, backend="numpy", progress=False):
+    """Run a validated :class:`~diffsolve.stepper.Run` from the host state ``x``: fused when the backend fuses the
+    model's target and the program, else the Stepper loop.  Returns a new array shaped like ``x``."""
+    history = [_host_state(h, f"history[{m}]", x.dtype) for m, h in enumerate(history)]
+    for m, h in enumerate(history):
+        if h.shape != x.shape:
+            raise DiffsolveError(f"history[{m}] has shape {h.shape}, expected x_init's {x.shape}")
+    engine = backends.engine(backend)
+    with Progress(run.program.steps, run.name, enabled=progress) as bar:
+        if model.target is not None and engine.fuses(model.target, run.program):
+            flat = (x.shape[0], -1)
+            X = np.array(x.reshape(flat), copy=True)
+            keys = engine.keys(run.seed, run.sample_index(x.shape[0]))
+            engine.fused(run.program, model.target, run.schedule, run.prediction, X,
+                         [h.reshape(flat) for h in history], keys, run.history)
+            bar.update(run.program.steps)
+            return X.reshape(x.shape)
+        st = Stepper.from_run(run, x, model.native, engine, history)
+        st.run(model.fn, progress=bar)
+        return st.host_x()  # the stepper's own buffer (a copy on CUDA): nothing else holds it

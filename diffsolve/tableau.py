@@ -1,4 +1,4 @@
-"""The tableau: one form for every solver step (DESIGN.md §3).
+"""The tableau: one form for every solver step (docs/tableau.md).
 
 A step from grid node n to n+1 with S stages, M history values and Q standard normals is
 
@@ -8,7 +8,8 @@ A step from grid node n to n+1 with S stages, M history values and Q standard no
 Row ``S`` of each coefficient array is the step output; rows ``0..S-1`` are the stage inputs (stage 0 is
 normally ``u_0 = x_n``).  ``F`` are model outputs in the solver's parameterisation, ``H_m`` the output kept
 from ``m`` steps back.  A :class:`StepTable` holds these coefficients for a whole grid, one row per step:
-every backend (numpy interpreter, compiled CPU/CUDA kernels, exact Gaussian-law propagation) consumes it.
+every backend (numpy interpreter, compiled CPU/CUDA kernels, exact Gaussian-law propagation) consumes it, as a
+segment of a :class:`~diffsolve.program.Program`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClipTerm", "StepTable", "StepVariables"]
+__all__ = ["StepTable", "StepVariables"]
 
 
 @dataclass(frozen=True)
@@ -38,27 +39,12 @@ class StepVariables:
 
 
 @dataclass(frozen=True)
-class ClipTerm:
-    """A term of the step output whose Euclidean norm per sample is capped (accel-sde's clipped momentum):
-
-        x_{n+1} = (row S of the table) + f * K,   K = sum_j B[n, j] F_j + sum_m E[n, m] H_m,
-        f = min(1, bound[n] sqrt(D) / |K|)   (D = coordinates per sample; bound = inf: never clipped).
-
-    Row S of the table excludes K; :meth:`StepTable.unclipped` folds it back in (f = 1) for the linear-law
-    harnesses, which therefore describe the unclipped chain."""
-
-    B: np.ndarray  # (N, S)
-    E: np.ndarray  # (N, M)
-    bound: np.ndarray  # (N,)
-
-
-@dataclass(frozen=True)
 class StepTable:
     """Numeric tableau coefficients of one solver on one grid.
 
     Shapes: ``A (N, S+1)``, ``B (N, S+1, S)``, ``E (N, S+1, M)``, ``C (N, S+1, Q)``, ``tau (N, S)``.
-    ``keep`` is the stage whose output becomes the newest history value ``H_1`` of the next step; ``clip`` an
-    optional norm-capped output term (:class:`ClipTerm`).
+    ``keep`` is the stage whose output becomes the newest history value ``H_1`` of the next step.  Nonlinear
+    per-sample terms (corrections) are not part of the table: they belong to the program's segment.
     """
 
     A: np.ndarray
@@ -67,7 +53,6 @@ class StepTable:
     C: np.ndarray
     tau: np.ndarray
     keep: int = 0
-    clip: ClipTerm | None = None
 
     def __post_init__(self):
         n, s1 = self.A.shape
@@ -84,19 +69,35 @@ class StepTable:
         for name in ("A", "B", "E", "C"):
             if np.isnan(getattr(self, name)).any():
                 raise ValueError(f"StepTable.{name} contains NaN: the coefficient builder failed on this grid")
-        if self.clip is not None and (self.clip.B.shape != (n, s) or self.clip.E.shape != (n, self.E.shape[2])
-                                      or self.clip.bound.shape != (n,)):
-            raise ValueError(f"StepTable.clip has shapes B{self.clip.B.shape} E{self.clip.E.shape} "
-                             f"bound{self.clip.bound.shape}; expected (N, S), (N, M), (N,)")
 
-    def unclipped(self) -> "StepTable":
-        """The table with the clipped term folded into row S (f = 1): the chain without clipping."""
-        if self.clip is None:
-            return self
-        B, E = self.B.copy(), self.E.copy()
-        B[:, -1] += self.clip.B
-        E[:, -1] += self.clip.E
-        return StepTable(A=self.A, B=B, E=E, C=self.C, tau=self.tau, keep=self.keep)
+    @staticmethod
+    def concat(tables) -> "StepTable":
+        """One table running ``tables`` one after another (their steps in order).
+
+        History and noise columns are padded to the largest M and Q with zero coefficients (the history is
+        still carried: a later table may read what an earlier one kept).  Stages cannot be padded (a stage is a
+        model call), so the tables must agree in their stage count and ``keep``; join other structures as
+        separate segments of a :class:`~diffsolve.program.Program`.
+        """
+        tables = list(tables)
+        if not tables:
+            raise ValueError("StepTable.concat needs at least one table")
+        S, keep = tables[0].stages, tables[0].keep
+        for t in tables[1:]:
+            if t.stages != S or t.keep != keep:
+                raise ValueError(f"StepTable.concat joins tables of one stage structure; got stages {t.stages} and "
+                                 f"{S}, keep {t.keep} and {keep}: use separate program segments instead")
+        M = max(t.history for t in tables)
+        Q = max(t.noises for t in tables)
+        out = StepTable.empty(sum(t.steps for t in tables), S, M, Q)
+        row = 0
+        for t in tables:
+            rows = slice(row, row + t.steps)
+            out.A[rows], out.B[rows], out.tau[rows] = t.A, t.B, t.tau
+            out.E[rows, :, : t.history] = t.E
+            out.C[rows, :, : t.noises] = t.C
+            row += t.steps
+        return StepTable(A=out.A, B=out.B, E=out.E, C=out.C, tau=out.tau, keep=keep)
 
     @property
     def steps(self) -> int:

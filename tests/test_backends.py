@@ -1,5 +1,5 @@
-"""Compiled backends against the NumPy interpreter (the oracle): cpu (fused mixture path and generic model path),
-thread-count and batch-split invariance, float32, cuda on Numba's simulator, and the unavailable-backend error.
+"""Compiled engines against the NumPy engine (the oracle): cpu (fused mixture path and the Stepper's passes for a
+model), thread-count and batch-split invariance, float32, cuda on Numba's simulator, the unavailable-backend error.
 
 Registry-driven: every registered solver is checked; a synthetic tableau with several stages, history values and
 noise draws covers solver structures before such solvers are registered.
@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 
 import diffsolve as ds
-from diffsolve.backends import cpu_backend, numpy_backend
+from diffsolve.backends.numpy_backend import NumpyEngine
 from diffsolve.errors import DiffsolveError, ModelOutputError
 from diffsolve.models import ModelAdapter
+from diffsolve.program import Program, Segment
+from diffsolve.sampling import run_program
+from diffsolve.stepper import Run
 from diffsolve.tableau import StepTable
 from diffsolve.targets import GaussianMixture, from_spec
 
@@ -43,6 +46,15 @@ def _eps_model(tgt):
 
 def _x0(tgt, n=40, seed=2):
     return ds.sampling.prior_sample(VP, GRID[0], n, tgt.dim, seed=seed)
+
+
+def run_on(backend, program, model, x, *, seed, sample_offset=0, history=(), events=None):
+    """Any program (a hand-built table, say) on ``backend``; ``model`` a ModelAdapter (its solver_prediction is
+    the type the rows combine)."""
+    r = Run.for_program(program, VP, prediction=model.solver_prediction, seed=seed, sample_offset=sample_offset,
+                        history=len(history))
+    engine = NumpyEngine(events=events) if backend == "numpy" else backend
+    return run_program(r, model, x, history, backend=engine)
 
 
 def synthetic_table(steps=4, stages=3, history=2, noises=2, keep=1, seed=0):
@@ -80,36 +92,49 @@ def test_cpu_generic_matches_numpy(solver):
 
 @pytest.mark.parametrize("path", ["fused", "generic"])
 def test_clipped_momentum_matches_numpy(path):
-    """accel-sde with a clip constant that caps the momentum (spec B.2.1): cpu == numpy on both paths, and the
+    """accel-sde with a clip constant that caps the momentum (docs/algorithms/accelerated.md B.2.1): cpu == numpy on both paths, and the
     cap really acts (clip events counted by the NumPy interpreter)."""
     solver = ds.get_solver("accel-sde", c=0.05)
     x0 = _x0(TGT)
     model = ModelAdapter(TGT, VP, "eps") if path == "fused" else ModelAdapter(_eps_model(TGT), VP, "eps", "eps")
-    table = solver.table(VP, GRID)
+    program = solver.program(VP, GRID)
     events = []
-    kw = dict(seed=3, sample_index=np.arange(x0.shape[0]))
-    ref = numpy_backend.run(table, model, x0, clip_events=events, **kw)
+    ref = run_on("numpy", program, model, x0, seed=3, events=events)
     assert np.mean(events[1:]) > 0.5  # (the start-up step has no momentum)
-    out = cpu_backend.run(table, model, x0, **kw)
+    out = run_on("cpu", program, model, x0, seed=3)
     if path == "generic":
         np.testing.assert_array_equal(out, ref)  # the norm is summed in the same order: bitwise
     _close(out, ref)
-    unclipped = numpy_backend.run(table.unclipped(), model, x0, **kw)
+    unclipped = run_on("numpy", Segment(program.segments[0].linear_table()), model, x0, seed=3)
     assert np.max(np.abs(unclipped - ref)) > 1e-3 * np.max(np.abs(ref))
 
 
 @pytest.mark.parametrize("prediction", ["data", "eps"])
 def test_synthetic_tableau_both_paths_match_numpy(prediction):
-    """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1: the generic form of DESIGN §3."""
+    """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1: the general tableau form
+    (docs/tableau.md)."""
     table = synthetic_table()
     x0 = _x0(TGT, n=24)
     hist = [0.1 * _x0(TGT, n=24, seed=s) for s in (5, 6)]
-    idx = np.arange(100, 124, dtype=np.int64)
     for model in (ModelAdapter(TGT, VP, prediction), ModelAdapter(_eps_model(TGT), VP, prediction, "eps")):
-        kw = dict(seed=11, sample_index=idx, history=hist, step_offset=2)
-        ref = numpy_backend.run(table, model, x0, **kw)
-        out = cpu_backend.run(table, model, x0, **kw)
-        _close(out, ref)
+        kw = dict(seed=11, sample_offset=100, history=hist)
+        _close(run_on("cpu", table, model, x0, **kw), run_on("numpy", table, model, x0, **kw))
+
+
+def test_two_segment_program_runs_like_its_segments_in_turn():
+    """A program's segments run in order on one state, the noise counter running on and the history restarting:
+    the same bits as the segments run one after another, the second with its noise steps offset by the first's."""
+    first, second = synthetic_table(steps=2, seed=1), synthetic_table(steps=3, seed=2)
+    x0 = _x0(TGT, n=12)
+    model = ModelAdapter(_eps_model(TGT), VP, "data", "eps")
+    for backend in ("numpy", "cpu"):
+        both = run_on(backend, Program((Segment(first), Segment(second))), model, x0, seed=4)
+        mid = run_on(backend, first, model, x0, seed=4)
+        offset = Run.for_program(second, VP, prediction="data", seed=4, history=first.steps)  # noise steps 3..5
+        tail = run_program(offset, model, mid, backend=backend)
+        np.testing.assert_array_equal(both, tail)
+        unshifted = run_on(backend, second, model, mid, seed=4)
+        assert not np.allclose(both, unshifted)  # the offset matters: the segments draw fresh noise
 
 
 def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
@@ -120,7 +145,7 @@ def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
 
     py = make_kernels(lambda f: f)
     table = synthetic_table(steps=1)
-    rows = plan.table_rows(table, np.float64)
+    rows = plan.segment_rows(Segment(table), np.float64)
     g = plan.gmm_stage_tables(DIAG, VP, table.tau, "eps", np.float64)
     u = _x0(DIAG, n=2)
     V = np.random.default_rng(3).standard_normal((5, 2, 4))
@@ -177,8 +202,7 @@ def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
             return ds.sample("ddpm", lambda x, t: -0.3 * x, VP, GRID[:3], x_init=big[lo:hi], seed=1, sample_offset=lo,
                              backend="cpu", prediction="eps")
         if path == "synthetic":
-            return cpu_backend.run(table, ModelAdapter(TGT, VP, "data"), x0[lo:hi], seed=1,
-                                   sample_index=np.arange(lo, hi, dtype=np.int64))
+            return run_on("cpu", table, ModelAdapter(TGT, VP, "data"), x0[lo:hi], seed=1, sample_offset=lo)
         model = TGT if path == "fused" else _eps_model(TGT)
         return ds.sample("ddpm", model, VP, GRID, x_init=x0[lo:hi], seed=1, sample_offset=lo, backend="cpu",
                          prediction=None if path == "fused" else "eps")
@@ -194,16 +218,15 @@ def test_cpu_float32_and_image_shaped_states():
     x0 = _x0(TGT, n=16)
     table = ds.get_solver("ddpm").table(VP, GRID)
     model = ModelAdapter(_eps_model(TGT), VP, "data", "eps")
-    ref = numpy_backend.run(table, model, x0, seed=0, sample_index=np.arange(16))
-    out32 = cpu_backend.run(table, model, x0.astype(np.float32), seed=0, sample_index=np.arange(16))
+    ref = run_on("numpy", table, model, x0, seed=0)
+    out32 = run_on("cpu", table, model, x0.astype(np.float32), seed=0)
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     model = ModelAdapter(lambda x, t: -0.3 * x, VP, "data", "eps")
     for shape in ((3, 2, 3, 4), (2, 2, 64, 64)):  # the second is processed as two pieces per sample
         img = np.random.default_rng(1).standard_normal(shape)
-        kw = dict(seed=4, sample_index=np.arange(1, shape[0] + 1))
-        np.testing.assert_array_equal(cpu_backend.run(table, model, img, **kw),
-                                      numpy_backend.run(table, model, img, **kw))
+        kw = dict(seed=4, sample_offset=1)
+        np.testing.assert_array_equal(run_on("cpu", table, model, img, **kw), run_on("numpy", table, model, img, **kw))
 
 
 def test_cpu_generic_path_validates_model_outputs():
@@ -215,12 +238,16 @@ def test_cpu_generic_path_validates_model_outputs():
 
 
 def test_cpu_rejects_bad_inputs_with_clear_errors():
-    table = ds.get_solver("ddim").table(VP, GRID)
-    model = ModelAdapter(TGT, VP, "data")
+    model = ModelAdapter(_eps_model(TGT), VP, "data", "eps")
     with pytest.raises(DiffsolveError, match="float32 or float64"):
-        cpu_backend.run(table, model, np.zeros((2, 5), dtype=np.int64), seed=0, sample_index=np.arange(2))
-    with pytest.raises(DiffsolveError, match="sample_index has 3 entries"):
-        cpu_backend.run(table, model, np.zeros((2, 5)), seed=0, sample_index=np.arange(3))
+        ds.Stepper("ddim", VP, GRID, x_init=np.zeros((2, 5), dtype=np.int64), backend="cpu")
+    with pytest.raises(DiffsolveError, match="float32 or float64"):
+        run_on("cpu", ds.get_solver("ddim").table(VP, GRID), model, np.zeros((2, 5), dtype=np.int64), seed=0)
+    for offset in (-1, 1.5, True):
+        with pytest.raises(DiffsolveError, match=f"sample_offset must be a non-negative integer.*got {offset!r}"):
+            ds.sample("ddim", TGT, VP, GRID, n=2, sample_offset=offset, backend="cpu")
+        with pytest.raises(DiffsolveError, match="sample_offset"):
+            ds.Stepper("ddim", VP, GRID, x_init=np.zeros((2, 5)), sample_offset=offset)
 
 
 # -- cuda -------------------------------------------------------------------------------------------------------
@@ -237,10 +264,9 @@ def test_cuda_simulator_matches_numpy():
     script = """
     import numpy as np, diffsolve as ds
     from numba import cuda
-    from diffsolve.backends import cuda_backend, numpy_backend
     from diffsolve.models import ModelAdapter
     from diffsolve.targets import from_spec
-    from tests.test_backends import synthetic_table, DIAG
+    from tests.test_backends import synthetic_table, run_on, DIAG
     VP = ds.get_schedule("vp-linear"); grid = ds.time_grid(VP, 3, "time")
     def close(a, b, what):
         err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
@@ -258,15 +284,18 @@ def test_cuda_simulator_matches_numpy():
     table = synthetic_table(steps=2)
     x1 = ds.sampling.prior_sample(VP, 0.9, 4, 4, seed=5)
     hist = [0.1 * x1[::-1], -0.2 * x1]
-    kw = dict(seed=7, sample_index=np.arange(10, 14), history=hist, step_offset=2)
-    ref = numpy_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw)
-    close(cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw), ref, "synthetic fused")
-    out32 = cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1.astype(np.float32), **kw)
+    kw = dict(seed=7, sample_offset=10, history=hist)
+    model = ModelAdapter(DIAG, VP, "eps")
+    ref = run_on("numpy", table, model, x1, **kw)
+    close(run_on("cuda", table, model, x1, **kw), ref, "synthetic fused")
+    diag_eps = ModelAdapter(lambda x, t: DIAG.predict(x.copy_to_host(), t, VP, "eps"), VP, "eps", "eps")
+    close(run_on("cuda", table, diag_eps, x1, **kw), ref, "synthetic stepper")
+    out32 = run_on("cuda", table, model, x1.astype(np.float32), **kw)
     assert out32.dtype == np.float32 and np.max(np.abs(out32 - ref)) < 1e-4 * np.max(np.abs(ref))
     from diffsolve.kernels import cuda as kc
     kc.SHARED_BYTES = 0  # the fallback reading the stage tables from global memory
     kc.fused_kernel.cache_clear()
-    close(cuda_backend.run(table, ModelAdapter(DIAG, VP, "eps"), x1, **kw), ref, "synthetic fused, no shared")
+    close(run_on("cuda", table, model, x1, **kw), ref, "synthetic fused, no shared")
     print("ok")
     """
     proc = _python(script, {"NUMBA_ENABLE_CUDASIM": "1"})
@@ -284,12 +313,12 @@ def test_cuda_unavailable_error_names_the_fix():
         gpu = False
     if not gpu:  # no GPU (or no numba-cuda) here: the real error
         try:
-            ds.backends.resolve("cuda")
+            ds.backends.engine("cuda")
         except DiffsolveError as exc:
             msg = str(exc)
             assert "NUMBA_ENABLE_CUDASIM=1" in msg and ("diffsolve[cuda]" in msg or "backend='cpu'" in msg), msg
         else:
-            raise AssertionError("resolve('cuda') did not raise")
+            raise AssertionError("engine('cuda') did not raise")
     print("ok")
     """
     no_numba_cuda = """
@@ -298,11 +327,11 @@ def test_cuda_unavailable_error_names_the_fix():
     import diffsolve as ds
     from diffsolve.errors import DiffsolveError
     try:
-        ds.backends.resolve("cuda")
+        ds.backends.engine("cuda")
     except DiffsolveError as exc:
         assert 'pip install "diffsolve[cuda]"' in str(exc) and "NUMBA_ENABLE_CUDASIM=1" in str(exc), str(exc)
     else:
-        raise AssertionError("resolve('cuda') did not raise without numba.cuda")
+        raise AssertionError("engine('cuda') did not raise without numba.cuda")
     print("ok")
     """
     for script in (no_gpu, no_numba_cuda):

@@ -47,10 +47,15 @@ def _solver(name):
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 @pytest.mark.parametrize("solver", ds.solvers.solver_names() + [CLIPPED])
 def test_numpy_loop_matches_sample(solver, backend):
+    """Every registered solver: a user's loop over ``ds.Stepper`` gives the bits of ``ds.sample`` on the same
+    backend, and both backends give the same bits (cpu computes the numpy engine's operations in its order)."""
     ref = ds.sample(_solver(solver), np_eps, VP, GRID, x_init=X0, seed=5, prediction="eps")
-    st = Stepper(_solver(solver), VP, GRID, x_init=X0, prediction="eps", backend=backend, seed=5)
+    same = ds.sample(_solver(solver), np_eps, VP, GRID, x_init=X0, seed=5, prediction="eps", backend=backend)
+    st = ds.Stepper(_solver(solver), VP, GRID, x_init=X0, prediction="eps", backend=backend, seed=5)
     out = _drive(st, np_eps)
-    np.testing.assert_array_equal(out, ref)  # same conversion, combine and clip arithmetic as the numpy backend
+    np.testing.assert_array_equal(out, same)
+    np.testing.assert_array_equal(out, ref)
+    assert st.nfe == st.steps * ds.get_solver(_solver(solver)).nfe_per_step
     assert st.done and st.step_index == st.steps
     np.testing.assert_array_equal(X0, X0_COPY)  # x_init is never written to
 

@@ -1,4 +1,4 @@
-"""Grid density propagation for 1-D targets and one- or two-stage stochastic tableaux (verification.md §2).
+"""Grid density propagation for 1-D targets and one- or two-stage stochastic tableaux (docs/verification.md §2).
 
 A one-stage step is u = A0 x + C0 . xi, x' = A1 x + B F(u) + e H + C1 . xi, where H is the previous step's F
 (e = 0 without history).  The part of the output noise correlated with the stage noise is rho (u - A0 x) with
@@ -10,7 +10,8 @@ conserved; no Monte Carlo.
 
 * Markov tables (no history): the masses p(x) go through the two kernels.
 * One history value (H = F of the previous step): the state is the pair (x, u_prev), so the joint masses
-  p(x, u_prev) live on the grid squared (accelerated.md B.2.3).  The stage kernel acts along x; the output kernel
+  p(x, u_prev) live on the grid squared (docs/algorithms/accelerated.md B.2.3).  The stage kernel acts along x;
+  the output kernel
   is split into N(z; e H(u_prev), w), one matrix product over u_prev, and a translation of each u column by c(u)
   with an FFT phase factor.  The new state is (x', u).  Cost O(n^3) per step: use n = 1024.  The translation is
   periodic (mass moved past one end re-enters at the other, where the 1-D path piles it at the end), so keep the
@@ -20,7 +21,8 @@ conserved; no Monte Carlo.
   B21 F(u), w = |C2|^2 - rho^2 |C1|^2.  The joint masses q[u, x] = N(u; m1(x), |C1|^2) p(x) go through
   N(z; a(x), w) (one matrix product over x) and a translation of each u column by b(u); the x' marginal is the
   sum over u.
-* A norm-capped output term K = kb F(u) + ke H (``StepTable.clip``, accel-sde's clipped momentum) is exact too:
+* A norm-capped output term K = kb F(u) + ke H (:class:`~diffsolve.corrections.ClippedMomentum`, accel-sde's
+  clipped momentum, the one correction supported here) is exact too:
   where |K| <= bound it adds to c(u) and e H; where K > bound (K < -bound) it is the constant +bound (-bound).
   Each of these three pieces of the (u, u_prev) grid is separable and propagated as above (three matrix products
   and two translations in a step where any grid pair is capped).
@@ -32,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError
+from ..program import Program
 from ..tableau import StepTable
 
 __all__ = ["DensityGrid", "propagate_density", "tv_distance"]
@@ -102,11 +106,10 @@ class _Step:
     bound: float = np.inf
 
 
-def _split_step(table: StepTable, n: int) -> _Step:
+def _split_step(table: StepTable, clip: ClippedMomentum | None, n: int) -> _Step:
     a0, c0 = table.A[n, 0], table.C[n, 0]
     a1, b, c1 = table.A[n, 1], table.B[n, 1, 0], table.C[n, 1]
     e = float(table.E[n, 1, 0]) if table.history else 0.0
-    clip = getattr(table, "clip", None)  # norm-capped output term (diffsolve.tableau.ClipTerm)
     cap = {} if clip is None else dict(kb=float(clip.B[n, 0]), ke=float(clip.E[n, 0]) if table.history else 0.0,
                                        bound=float(clip.bound[n]))
     if table.history and table.E[n, 0, 0] != 0:
@@ -137,13 +140,23 @@ def _split_step(table: StepTable, n: int) -> _Step:
     return _Step(a0, v0, rho, b, e, float(c1 @ c1) - rho * rho * v0, float(table.tau[n, 0]), **cap)
 
 
-def propagate_density(table: StepTable, target, schedule, prediction: str, grid: DensityGrid, p0) -> np.ndarray:
-    """Push grid masses ``p0`` of x through every step of a one-stage stochastic ``table`` (1-D target) and
-    return the masses of x at the end.  Tables with one history value propagate the joint masses of
-    (x, u_prev) on ``grid`` squared (their first step must have no history term) and return the x marginal."""
+def propagate_density(program, target, schedule, prediction: str, grid: DensityGrid, p0) -> np.ndarray:
+    """Push grid masses ``p0`` of x through every step of a one-stage stochastic one-segment ``program`` (or a
+    StepTable; 1-D target) and return the masses of x at the end.  Tables with one history value propagate the
+    joint masses of (x, u_prev) on ``grid`` squared (their first step must have no history term) and return the x
+    marginal.  The clipped momentum is taken exactly; other corrections are refused."""
     if target.dim != 1:
         raise DiffsolveError(f"grid density propagation is 1-D; the target has dimension {target.dim}")
-    two_stage = table.stages == 2 and table.history == 0 and getattr(table, "clip", None) is None
+    program = Program.of(program)
+    if len(program.segments) != 1:
+        raise DiffsolveError(f"grid density propagation runs one-segment programs; this one has "
+                             f"{len(program.segments)} segments")
+    table, corrections = program.segments[0].table, program.segments[0].corrections
+    if any(not isinstance(c, ClippedMomentum) for c in corrections) or len(corrections) > 1:
+        raise DiffsolveError(f"grid density propagation takes the clipped momentum exactly and no other correction; "
+                             f"got {[type(c).__name__ for c in corrections]}; use Monte Carlo for this solver")
+    clip = corrections[0] if corrections else None
+    two_stage = table.stages == 2 and table.history == 0 and clip is None
     if not two_stage and (table.stages != 1 or table.history > 1 or table.keep != 0):
         raise DiffsolveError(
             "grid density propagation handles one-stage solvers with at most one history value (the previous "
@@ -161,7 +174,7 @@ def propagate_density(table: StepTable, target, schedule, prediction: str, grid:
     if two_stage:
         return _propagate_two_stage(table, model, grid, p0)
 
-    steps = [_split_step(table, n) for n in range(table.steps)]
+    steps = [_split_step(table, clip, n) for n in range(table.steps)]
     return (_propagate_joint if table.history else _propagate_markov)(steps, model, grid, p0)
 
 

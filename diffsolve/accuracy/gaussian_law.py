@@ -1,4 +1,4 @@
-"""Exact output laws of tableau solvers on Gaussian targets (verification.md §1).
+"""Exact output laws of tableau solvers on Gaussian targets (docs/verification.md §1).
 
 With an affine model F(u, tau) = G u + g (per coordinate), every stage of a tableau step is affine in
 (x_n, H_1..H_M, xi_1..xi_Q).  Each stage is carried as a coefficient vector over the basis
@@ -10,17 +10,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tableau import StepTable
+from ..program import Program
 from ..targets import Gaussian
 
 __all__ = ["propagate", "initial_law", "reverse_process_law"]
 
 
-def propagate(table: StepTable, target: Gaussian, schedule, prediction: str, mean, cov):
+def propagate(program, target: Gaussian, schedule, prediction: str, mean, cov):
     """Push the law N(mean, cov) of X = (x, H_1..H_M) (per coordinate: mean (d, 1+M), cov (d, 1+M, 1+M))
-    through every step of ``table``; returns the final (mean, cov).  A clipped term (``table.clip``) is taken
-    unclipped: this is the law of the chain without clipping (the clip is nonlinear)."""
-    table = table.unclipped()
+    through every step of ``program`` (a :class:`~diffsolve.program.Program`, or a StepTable); returns the final
+    (mean, cov) in the last segment's (x, H) basis.  Corrections enter through their linear part
+    (:meth:`~diffsolve.corrections.Correction.linear_part`): exact for affine ones; for a nonlinear one such as
+    the clipped momentum this is the law of the chain without it (never capped).  A segment after the first starts
+    with no history (H = 0), as the Stepper runs it."""
+    mean, cov = np.array(mean, dtype=np.float64), np.array(cov, dtype=np.float64)
+    for k, segment in enumerate(Program.of(program).segments):
+        table = segment.linear_table()
+        if k:  # a new segment keeps x and starts from zero history values
+            M = table.history
+            mean = np.concatenate([mean[:, :1], np.zeros((mean.shape[0], M))], axis=1)
+            x_var = cov[:, :1, :1]
+            cov = np.zeros((cov.shape[0], 1 + M, 1 + M))
+            cov[:, :1, :1] = x_var
+        mean, cov = _propagate_table(table, target, schedule, prediction, mean, cov)
+    return mean, cov
+
+
+def _propagate_table(table, target, schedule, prediction, mean, cov):
     S, M, Q = table.stages, table.history, table.noises
     d = target.dim
     D = 2 + M + Q
@@ -28,7 +44,6 @@ def propagate(table: StepTable, target: Gaussian, schedule, prediction: str, mea
     ex[1] = 1.0
     eH = np.eye(D)[2:2 + M]
     exi = np.eye(D)[2 + M:]
-    mean, cov = np.array(mean, dtype=np.float64), np.array(cov, dtype=np.float64)
     for n in range(table.steps):
         F = []
         rows = []

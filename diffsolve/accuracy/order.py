@@ -105,8 +105,8 @@ def exact_error(solver, target: Gaussian, schedule: Schedule, grid, metric: str 
         pad = np.zeros((target.dim, 1 + solver.history, 1 + solver.history))
         pad[:, 0, 0] = cov[:, 0, 0]
         cov = pad
-    table = solver.table(schedule, grid, start=M, exact_history=exact_history)
-    mean, cov = propagate(table, target, schedule, solver.prediction, mean, cov)
+    program = solver.program(schedule, grid, start=M, exact_history=exact_history)
+    mean, cov = propagate(program, target, schedule, solver.prediction, mean, cov)
     m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
     return METRICS[metric](mean[:, 0], cov[:, 0, 0], m_ref, v_ref)
 

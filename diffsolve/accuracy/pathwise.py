@@ -1,11 +1,13 @@
-"""Strong (pathwise) errors of data-prediction SDE tableaux on one shared Brownian path (verification.md §4).
+"""Strong (pathwise) errors of data-prediction SDE tableaux on one shared Brownian path
+(docs/verification.md §4).
 
 Nested log-SNR-uniform grids (N, 2N, 4N, ... steps) all sit on one fine grid of ``substeps`` sub-steps per step
 of the finest level; one set of fine Brownian increments dB (in lam-time) drives every level:
 
 * the normals of a step are the normalised fresh parts of the OU path between consecutive stage nodes,
   z_j = sqrt(2 eta) sum_k e^{-eta (lam_j - mu_k)} dB_k / sqrt(1 - e^{-2 eta (lam_j - lam_{j-1})}) over the fine
-  sub-steps of [lam_{j-1}, lam_j] (seeds.md §1.5, §6.5): with the exact (Cholesky = OU recursion) noise rule the
+  sub-steps of [lam_{j-1}, lam_j] (docs/algorithms/seeds.md §1.5, §6.5): with the exact (Cholesky = OU
+  recursion) noise rule the
   tableau then reproduces the path's node values; another rule (the mirrored one) combines the same normals
   differently and is judged on the same path;
 * the reference is the exact eta-reverse process of a Gaussian target on the fine grid: per coordinate
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import numpy_backend
+from ..backends.numpy_backend import NumpyEngine
 from ..errors import DiffsolveError
-from ..models import ModelAdapter
+from ..sampling import sample
 from ..solvers import get_solver
 from ..targets import Gaussian
 
@@ -86,12 +88,10 @@ def strong_order_study(solver, target: Gaussian, schedule, steps=(8, 16, 32, 64)
         mu_next, _ = target.marginal_moments(t_nodes[k + 1], schedule)
         x_ref = mu_next + psi_step[k] * (x_ref - mu_prev) + np.sqrt(2 * eta) * psi_mid[k] * sig_mid[k] * dB[k]
         ref.append(x_ref)
-    adapter = ModelAdapter(target, schedule, solver.prediction)
     errors, hs = [], []
     for n_steps in steps:
         per = dmu.size // n_steps
         grid = t_nodes[::per]
-        table = solver.table(schedule, grid)
         fractions = solver.stage_fractions()  # lam-uniform grid: history ratios 1
         offsets = np.concatenate([fractions[1:], [1.0]]) * per
         if not np.allclose(offsets, np.round(offsets)):
@@ -108,8 +108,8 @@ def strong_order_study(solver, target: Gaussian, schedule, steps=(8, 16, 32, 64)
                 fresh = np.sqrt(2 * eta) * np.sum(w * dB[lo + a:lo + b], axis=0)
                 z.append(fresh / np.sqrt(-np.expm1(-2 * eta * (lam_b - lam_nodes[lo + a]))))
             node_noise[n] = z
-        x = numpy_backend.run(table, adapter, x0.copy(), seed=seed, sample_index=np.arange(paths),
-                              noise=lambda n, q: node_noise[n][q])
+        engine = NumpyEngine(noise=lambda step, q: node_noise[step - 1][q])  # noise step k + 1 is grid step k
+        x = sample(solver, target, schedule, grid, x_init=x0.copy(), seed=seed, backend=engine)
         errors.append(float(np.sqrt(np.mean(np.sum((x - ref[-1]) ** 2, axis=1)))))
         hs.append(float(lam_nodes[per] - lam_nodes[0]))
     return StrongStudy(solver.name, steps, hs, errors)

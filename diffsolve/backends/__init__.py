@@ -1,6 +1,7 @@
-"""Backends, resolved once by name: ``numpy`` (the reference interpreter, the oracle in tests), ``cpu``
-(Numba, parallel over samples) and ``cuda`` (numba.cuda, imported lazily; when unavailable it fails with a
-message naming the fix).
+"""Backends, resolved once by name: ``numpy`` (the reference engine, the oracle in tests), ``cpu`` (Numba,
+parallel over samples) and ``cuda`` (numba.cuda, imported lazily; when unavailable it fails with a message naming
+the fix).  Each backend module owns one engine (:mod:`diffsolve.backends.engine` documents the interface); the
+one driver, :class:`diffsolve.stepper.Stepper`, runs programs on any of them.
 """
 
 from __future__ import annotations
@@ -8,18 +9,22 @@ from __future__ import annotations
 import importlib
 
 from ..errors import DiffsolveError
+from .engine import Engine
 
-__all__ = ["resolve", "BACKENDS"]
+__all__ = ["BACKENDS", "Engine", "engine"]
 
 BACKENDS = {
-    "numpy": "diffsolve.backends.numpy_backend",
-    "cpu": "diffsolve.backends.cpu_backend",
-    "cuda": "diffsolve.backends.cuda_backend",  # raises DiffsolveError naming the fix when CUDA is unavailable
+    "numpy": ("diffsolve.backends.numpy_backend", "NumpyEngine"),
+    "cpu": ("diffsolve.backends.cpu_backend", "CpuEngine"),
+    "cuda": ("diffsolve.backends.cuda_backend", "CudaEngine"),  # raises DiffsolveError naming the fix when unusable
 }
 
 
-def resolve(name: str):
-    """The backend module for ``name`` (imported lazily)."""
-    if name in BACKENDS:
-        return importlib.import_module(BACKENDS[name])
-    raise DiffsolveError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+def engine(backend) -> Engine:
+    """A fresh engine for the backend named ``backend`` (an :class:`Engine` instance is returned as it is)."""
+    if isinstance(backend, Engine):
+        return backend
+    if isinstance(backend, str) and backend in BACKENDS:
+        module, cls = BACKENDS[backend]
+        return getattr(importlib.import_module(module), cls)()
+    raise DiffsolveError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} (or an engine instance)")

@@ -1,96 +1,99 @@
-"""The CPU backend: Numba-parallel kernels over a :class:`~diffsolve.tableau.StepTable`.
+"""The CPU backend: Numba-parallel passes over the samples, from the scalar source of :mod:`diffsolve.kernels`.
 
-Two paths, both equal to the NumPy interpreter (to rounding; bitwise for the tableau arithmetic itself):
+* The engine's ``combine``/``convert``/``advance`` are one compiled pass each over the batch (the Stepper's
+  per-stage work, for a model called from Python); in float64 they are bitwise the NumPy engine's arithmetic.
+* ``fused``: with an analytic mixture target the whole trajectory of every sample (all steps, stages, history,
+  noise and the clipped momentum, the exact denoiser inlined) runs in one compiled ``prange`` loop.
 
-* **fused** when the model is an analytic mixture target: the whole trajectory of every sample (all steps,
-  stages, history and noise, the exact denoiser inlined) in one compiled ``prange`` loop;
-* **generic** for a Python model: per stage one compiled pass builds the stage input, the model is called with
-  a NumPy array (outputs validated and converted by the model adapter), and one pass forms the step output.
-
-Noise is drawn in-kernel by (seed, sample index, step, draw, coordinate), so results do not depend on the
-thread count (``numba.set_num_threads``) or on how the batch is split (``sample_index`` offsets).
+Noise is drawn in-kernel by (seed, sample index, step, draw, coordinate), so results do not depend on the thread
+count (``numba.set_num_threads``) or on how the batch is split (``sample_offset``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DiffsolveError
 from ..kernels import cpu as kernels
 from ..kernels import plan
-from ..noise.normals import check_sample_index, split_seed
+from .engine import HostEngine
 
-__all__ = ["run"]
+__all__ = ["CpuEngine", "SPAN"]
 
-_DTYPES = (np.float32, np.float64)
-
-
-def _working_dtype(x):
-    dtype = np.dtype(x.dtype)
-    if dtype.type not in _DTYPES:
-        raise DiffsolveError(f"the cpu backend computes in float32 or float64, got x of dtype {dtype}; "
-                             "use x.astype(np.float64)")
-    return dtype
+SPAN = 4096  # rows longer than this are split into pieces (parallel work items)
 
 
-def _setup(table, x, seed, sample_index, history):
-    """Flattened working copies: state X (n, D), slot stack V (S+M, n, D) holding the initial history."""
-    x = np.asarray(x)
-    dtype = _working_dtype(x)
-    n = x.shape[0]
-    X = np.array(x.reshape(n, -1), dtype=dtype, copy=True)
-    S, M = table.stages, table.history
-    V = np.zeros((S + M, n, X.shape[1]), dtype=dtype)
-    if len(history) > M:
-        raise DiffsolveError(f"got {len(history)} history values for a table that keeps {M}")
-    for m, h in enumerate(history):
-        h = np.asarray(h)
-        if h.shape != x.shape:
-            raise DiffsolveError(f"history[{m}] has shape {h.shape}, expected the state's shape {x.shape}")
-        V[S + m] = h.reshape(n, -1)
-    seed_lo, seed_hi = split_seed(seed)
-    sidx = check_sample_index(sample_index)
-    if sidx.shape[0] != n:
-        raise DiffsolveError(f"sample_index has {sidx.shape[0]} entries for a batch of {n} samples; "
-                             "pass one per sample")
-    return X, V, plan.table_rows(table, dtype), seed_lo, seed_hi, sidx
+def _pieces(d: int) -> int:
+    """Pieces per row: row length d / pieces even, near SPAN, dividing d."""
+    if d <= SPAN:
+        return 1
+    for width in range(SPAN, SPAN // 4, -2):
+        if d % width == 0:
+            return d // width
+    return 1
 
 
-def _fused(table, model, X, V, rows, seed_lo, seed_hi, sidx, step_offset, progress):
-    g = plan.gmm_stage_tables(model.target, model.schedule, table.tau, model.solver_prediction, X.dtype)
-    kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot, rows.KB,
-                      rows.KE, rows.bound, rows.clipped, g.tab, g.aux, g.iso, seed_lo, seed_hi, sidx, step_offset)
-    if progress is not None:
-        progress.update(table.steps)
-    return X
+class CpuEngine(HostEngine):
+    """Compiled CPU passes.  Long rows are processed as pieces (reshaped views: the compiled loops index every
+    piece from column 0, which lets LLVM vectorise them) in parallel; the noise keys still use each element's
+    coordinate in its sample."""
 
+    name = "cpu"
 
-def _generic(table, model, X, V, rows, seed_lo, seed_hi, sidx, step_offset, progress, shape):
-    S = table.stages
-    U = np.empty_like(X)
-    for m in range(table.steps):
-        step = step_offset + m + 1
-        for s in range(S):
-            kernels.combine(U, X, V, rows, m, s, seed_lo, seed_hi, sidx, step)
-            out = model(U.reshape(shape), table.tau[m, s], step - 1)
-            V[rows.fslot[m, s]] = np.reshape(out, X.shape)
-        kernels.combine(X, X, V, rows, m, S, seed_lo, seed_hi, sidx, step)
-        if progress is not None:
-            progress.update(1)
-    return X
+    def combine(self, out, x, V, rows, m, r, keys, step):
+        n, d = x.shape
+        p = _pieces(d)
+        kernels.loops(x.size).combine(
+            out.reshape(n * p, d // p), x.reshape(n * p, d // p), V.reshape(V.shape[0], n * p, d // p),
+            rows.A, rows.B, rows.E, rows.C, m, r, rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step,
+            out is x)
+        if r == rows.A.shape[1] - 1:
+            self.correct(out, V, rows, m)
 
+    def correct(self, out, V, rows, m) -> int:
+        """Apply the segment's corrections to the output rows of step m (whole rows per sample); returns the
+        number of events."""
+        loops = kernels.loops(out.size)
+        events = 0
+        for kernel, arrays in rows.corrections:
+            events += getattr(loops, kernels.CORRECTIONS[kernel])(out, V, m, rows.fslot, rows.hslot, *arrays)
+        return events
 
-def run(table, model, x, *, seed, sample_index, history=(), step_offset=0, progress=None):
-    """Advance ``x`` through every step of ``table`` (same contract as ``numpy_backend.run``).
+    def convert(self, V, slot, vals, u, conv):
+        n, d = u.shape
+        p = _pieces(d)
+        return kernels.loops(u.size).convert(
+            V.reshape(V.shape[0], n * p, d // p), slot, vals.reshape(n * p, d // p), u.reshape(n * p, d // p),
+            conv.fx, conv.fd, conv.tx, conv.td, conv.identity)
 
-    ``model`` is a :class:`~diffsolve.models.ModelAdapter` (or any ``model(u, t, step)`` callable); with an
-    analytic mixture target it takes the fused path.  Computes in x's dtype (float32 or float64); returns a
-    new array of x's shape.
-    """
-    X, V, rows, seed_lo, seed_hi, sidx = _setup(table, x, seed, sample_index, history)
-    target = getattr(model, "target", None)
-    if target is not None and plan.fusable(target):
-        X = _fused(table, model, X, V, rows, seed_lo, seed_hi, sidx, step_offset, progress)
-    else:
-        X = _generic(table, model, X, V, rows, seed_lo, seed_hi, sidx, step_offset, progress, np.shape(x))
-    return X.reshape(np.shape(x))
+    def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step):
+        """``convert`` then ``combine`` row by row in one pass: each row's converted model output is still in
+        cache when the combine reads it (corrections need whole rows: then two passes)."""
+        if r == rows.A.shape[1] - 1 and rows.corrections:
+            return super().advance(V, slot, vals, u, conv, out, x, rows, m, r, keys, step)
+        n, d = x.shape
+        p = _pieces(d)
+        piece = (n * p, d // p)
+        return kernels.loops(x.size).advance(
+            V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), conv.fx, conv.fd, conv.tx,
+            conv.td, conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
+            rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step, out is x)
+
+    def fuses(self, target, program):
+        return plan.fusable(target, program)
+
+    def fused(self, program, target, schedule, prediction, X, history, keys, step_offset):
+        """Every step of every sample of ``X (n, D)`` (in place) with the exact mixture model inlined;
+        ``history`` the initial history values (newest first, each (n, D))."""
+        segment = program.segments[0]
+        rows = plan.segment_rows(segment, X.dtype)
+        S = segment.table.stages
+        V = np.zeros((max(S + segment.table.history, 1),) + X.shape, dtype=X.dtype)
+        for m, h in enumerate(history):
+            V[S + m] = h
+        g = plan.gmm_stage_tables(target, schedule, segment.table.tau, prediction, X.dtype)
+        # the argument order is part of what LLVM sees under fastmath: keep it (the samples' bits depend on it)
+        kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
+                          *plan.fused_clip(rows), g.tab, g.aux, g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
+                          step_offset)
+        return X
+

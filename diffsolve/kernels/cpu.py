@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -19,7 +20,7 @@ from ..noise import philox
 from . import scalar
 from .scalar import make_kernels
 
-__all__ = ["SOURCE_STAMP", "TILE", "SPAN", "PARALLEL_MIN_SIZE", "advance", "clip", "combine", "convert", "fused_gmm"]
+__all__ = ["SOURCE_STAMP", "TILE", "PARALLEL_MIN_SIZE", "CORRECTIONS", "loops", "fused_gmm"]
 
 SOURCE_STAMP = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (scalar, philox))).hexdigest()[:16]
 
@@ -37,7 +38,6 @@ clip_add = _k.clip_add
 gmm_predict = _k.gmm_predict
 
 TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
-SPAN = 4096  # the generic passes split rows longer than this into pieces (parallel work items)
 PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
 
 
@@ -57,14 +57,14 @@ def _build(stamp, parallel):
             combine_span(out, x, V, t, 0, w, (t - i * pieces) * w, A, B, E, C, m, r, fslot, hslot,
                          seed_lo, seed_hi, sidx[i], step, inplace)
 
-    def clip_any(out, V, KB, KE, bound, m, fslot, hslot):
-        """The norm-capped term of step m for every sample (whole rows: the cap needs the sample's norm);
+    def clip_any(out, V, m, fslot, hslot, KB, KE, bound):
+        """The clipped momentum of step m for every sample (whole rows: the cap needs the sample's norm);
         returns the number of clip events."""
         if stamp == "":
             return 0
         events = 0
         for i in prange(out.shape[0]):
-            events += clip_add(out, V, i, KB, KE, bound, m, fslot, hslot)
+            events += clip_add(out, V, i, m, fslot, hslot, KB, KE, bound)
         return events
 
     def convert_any(V, slot, vals, u, fx, fd, tx, td, identity):
@@ -114,68 +114,32 @@ def _build(stamp, parallel):
                 for i in range(lo, hi):
                     combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step, True)
                     if clipped:
-                        clip_add(X, V, i, KB, KE, bound, m, fslot, hslot)
+                        clip_add(X, V, i, m, fslot, hslot, KB, KE, bound)
 
     jit = numba.njit(parallel=parallel, cache=True)
     fast = numba.njit(parallel=parallel, cache=True, fastmath=FUSED_FASTMATH)
     return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused), jit(clip_any)
 
 
-_combine_par, _convert_par, _advance_par, fused_gmm, _clip_par = _build(SOURCE_STAMP, True)
-_combine_ser, _convert_ser, _advance_ser, _, _clip_ser = _build(SOURCE_STAMP, False)
+class Loops(NamedTuple):
+    """The batch loops of one build (serial or parallel)."""
+
+    combine: object
+    convert: object
+    advance: object
+    fused: object
+    clip: object
 
 
-def _pieces(d: int) -> int:
-    """Pieces per row for the generic passes: row length d / pieces even, near SPAN, dividing d."""
-    if d <= SPAN:
-        return 1
-    for width in range(SPAN, SPAN // 4, -2):
-        if d % width == 0:
-            return d // width
-    return 1
+_PARALLEL = Loops(*_build(SOURCE_STAMP, True))
+_SERIAL = Loops(*_build(SOURCE_STAMP, False))
+fused_gmm = _PARALLEL.fused
 
 
-def combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step):
-    """out[i] = tableau row ``r`` of step ``m`` for every sample i (``rows``: a plan.Rows), with the norm-capped
-    term (:func:`clip`) on the output row of a clipped table.
-
-    Long rows are processed as pieces (reshaped views; the compiled loops index every piece from column 0, which
-    lets LLVM vectorise them) in parallel; the noise keys still use each element's coordinate in its sample.
-    """
-    n, d = x.shape
-    p = _pieces(d)
-    fn = _combine_par if x.size >= PARALLEL_MIN_SIZE else _combine_ser
-    fn(out.reshape(n * p, d // p), x.reshape(n * p, d // p), V.reshape(V.shape[0], n * p, d // p),
-       rows.A, rows.B, rows.E, rows.C, m, r, rows.fslot, rows.hslot, seed_lo, seed_hi, sidx, step, out is x)
-    if rows.clipped and r == rows.A.shape[1] - 1:
-        clip(out, V, rows, m)
+def loops(size: int) -> Loops:
+    """The parallel loops for a pass over ``size`` elements, the serial ones below ``PARALLEL_MIN_SIZE``."""
+    return _PARALLEL if size >= PARALLEL_MIN_SIZE else _SERIAL
 
 
-def clip(out, V, rows, m):
-    """out += the norm-capped output term of step m (rows.clipped); returns the number of clip events."""
-    fn = _clip_par if out.size >= PARALLEL_MIN_SIZE else _clip_ser
-    return fn(out, V, rows.KB, rows.KE, rows.bound, m, rows.fslot, rows.hslot)
-
-
-def advance(V, slot, vals, u, conv, out, x, rows, m, r, seed_lo, seed_hi, sidx, step):
-    """``convert(V, slot, vals, u, conv)`` then ``combine(out, x, V, rows, m, r, ...)`` in one compiled pass."""
-    if rows.clipped and r == rows.A.shape[1] - 1:  # the cap needs whole rows: convert, then combine + clip
-        bad = convert(V, slot, vals, u, conv)
-        combine(out, x, V, rows, m, r, seed_lo, seed_hi, sidx, step)
-        return bad
-    n, d = x.shape
-    p = _pieces(d)
-    fn = _advance_par if x.size >= PARALLEL_MIN_SIZE else _advance_ser
-    piece = (n * p, d // p)
-    return fn(V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), conv.fx, conv.fd, conv.tx,
-              conv.td, conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
-              rows.fslot, rows.hslot, seed_lo, seed_hi, sidx, step, out is x)
-
-
-def convert(V, slot, vals, u, conv):
-    """V[slot] = model output ``vals`` converted by ``conv`` (a plan.Conversion); returns the non-finite count."""
-    n, d = u.shape
-    p = _pieces(d)
-    fn = _convert_par if u.size >= PARALLEL_MIN_SIZE else _convert_ser
-    return fn(V.reshape(V.shape[0], n * p, d // p), slot, vals.reshape(n * p, d // p), u.reshape(n * p, d // p),
-              conv.fx, conv.fd, conv.tx, conv.td, conv.identity)
+# correction kernel name (diffsolve.corrections) -> its batch pass in a Loops build
+CORRECTIONS = {"clip_add": "clip"}

@@ -1,10 +1,10 @@
 """CUDA thin loops (``numba.cuda``) around the scalar kernels of :mod:`diffsolve.kernels.scalar`.
 
-Imported only by the cuda backend and the CUDA stepper engine (never at ``import diffsolve``).  The scalar
+Imported only by the cuda backend (never at ``import diffsolve``).  The scalar
 functions are the CPU's, compiled with ``cuda.jit(device=True)``:
 
 * ``combine_kernel`` / ``convert_kernel``: grid-stride loops over (sample, coordinate pair) / elements;
-  ``clip_kernel``: one thread per sample for the norm-capped output term of a clipped table;
+  ``clip_kernel``: one thread per sample for the clipped momentum (the corrections' kernels: ``CORRECTIONS``);
 * ``fused_kernel(...)``: one thread per sample runs every step of its trajectory in registers/local memory;
   each stage's model table (means, variances and weights turned into a m, 0.5/var_t, ... at the stage time) is
   staged in shared memory by the whole block, so the K x d table is read from global memory once per block.
@@ -20,7 +20,8 @@ from numba import cuda
 
 from .scalar import make_kernels
 
-__all__ = ["THREADS", "SHARED_BYTES", "blocks_for", "clip_kernel", "combine_kernel", "convert_kernel", "fused_kernel"]
+__all__ = ["THREADS", "SHARED_BYTES", "CORRECTIONS", "blocks_for", "clip_kernel", "combine_kernel", "convert_kernel",
+           "fused_kernel"]
 
 THREADS = 128
 SHARED_BYTES = 48 * 1024  # static shared memory available to a block without opting in
@@ -48,10 +49,14 @@ def combine_kernel(out, x, V, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, 
 
 
 @cuda.jit
-def clip_kernel(out, V, KB, KE, bound, m, fslot, hslot):
-    """out[i] += the norm-capped output term of step m, one thread per sample (it needs the sample's norm)."""
+def clip_kernel(out, V, m, fslot, hslot, KB, KE, bound):
+    """out[i] += the clipped momentum of step m, one thread per sample (it needs the sample's norm)."""
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
-        clip_add(out, V, i, KB, KE, bound, m, fslot, hslot)
+        clip_add(out, V, i, m, fslot, hslot, KB, KE, bound)
+
+
+# correction kernel name (diffsolve.corrections) -> its launchable kernel, one thread per sample
+CORRECTIONS = {"clip_add": clip_kernel}
 
 
 @cuda.jit
@@ -125,7 +130,7 @@ def fused_kernel(stages: int, history: int, k: int, d: int, dtype_name: str):
             if active:
                 combine_row(xl, xl, vl, 0, A, B, E, C, m, stages, fslot, hslot, seed_lo, seed_hi, sample, step, True)
                 if clipped:
-                    clip_add(xl, vl, 0, KB, KE, bound, m, fslot, hslot)
+                    clip_add(xl, vl, 0, m, fslot, hslot, KB, KE, bound)
         if active:
             for j in range(d):
                 X[i, j] = xl[0, j]

@@ -12,14 +12,16 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import predictions
+from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError
+from ..program import Program, Segment
 from ..targets import GaussianMixture
 
-__all__ = ["Conversion", "GmmTables", "Rows", "slot_plan", "table_rows", "conversion", "gmm_stage_tables", "fusable"]
+__all__ = ["GmmTables", "Rows", "slot_plan", "segment_rows", "fused_clip", "gmm_stage_tables", "fusable"]
 
 
 class Rows(NamedTuple):
-    """The tableau of a run as contiguous arrays in the working dtype, plus the slot plan."""
+    """One segment of a run as contiguous arrays in the working dtype, plus the slot plan."""
 
     A: np.ndarray  # (N, S+1)
     B: np.ndarray  # (N, S+1, S)
@@ -28,20 +30,8 @@ class Rows(NamedTuple):
     fslot: np.ndarray  # (N, S) int64
     hslot: np.ndarray  # (N, M) int64
     final_hslot: np.ndarray  # (M,) where H_1..H_M live after the last step
-    KB: np.ndarray  # (N, S) the norm-capped output term (ClipTerm; zeros without one)
-    KE: np.ndarray  # (N, M)
-    bound: np.ndarray  # (N,)
-    clipped: bool  # the table has a ClipTerm
-
-
-class Conversion(NamedTuple):
-    """P_to = tx u + td (v - fx u) / fd for a model output v of another type; ``identity`` when types agree."""
-
-    fx: float
-    fd: float
-    tx: float
-    td: float
-    identity: bool
+    corrections: tuple  # ((kernel name, parameter arrays), ...) applied after the output row, in order
+    source: tuple  # the segment's Correction objects (the NumPy engine applies their reference)
 
 
 def slot_plan(steps: int, stages: int, history: int, keep: int):
@@ -49,7 +39,7 @@ def slot_plan(steps: int, stages: int, history: int, keep: int):
 
     Start: ``F_s`` in slot ``s``, ``H_m`` (m = 0 newest) in slot ``S + m``.  After a step the slot of
     ``F_keep`` becomes ``H_0``, the histories move down one, and the slot of the dropped oldest history is
-    reused for ``F_keep``: the history shift of DESIGN §3 without copying.  Returns ``(fslot (N, S),
+    reused for ``F_keep``: the history shift of the tableau (docs/tableau.md) without copying.  Returns ``(fslot (N, S),
     hslot (N, M), final_hslot (M,))``.
     """
     fs = list(range(stages))
@@ -65,35 +55,38 @@ def slot_plan(steps: int, stages: int, history: int, keep: int):
     return fslot, hslot, np.asarray(hs, dtype=np.int64)
 
 
-def table_rows(table, dtype) -> Rows:
-    """The StepTable's coefficients cast to ``dtype`` (the state's) with its slot plan."""
+def segment_rows(segment: Segment, dtype) -> Rows:
+    """The segment's coefficients cast to ``dtype`` (the state's), its slot plan and its corrections."""
+    table = segment.table
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
     fslot, hslot, final = slot_plan(table.steps, table.stages, table.history, table.keep)
-    clip = table.clip
-    N, S, M = table.steps, table.stages, table.history
-    KB, KE, bound = (clip.B, clip.E, clip.bound) if clip is not None else (
-        np.zeros((N, S)), np.zeros((N, M)), np.full(N, np.inf))
-    return Rows(cast(table.A), cast(table.B), cast(table.E), cast(table.C), fslot, hslot, final, cast(KB),
-                cast(KE), cast(bound), clip is not None)
+    corrections = tuple((c.kernel, c.arrays(dtype)) for c in segment.corrections)
+    return Rows(cast(table.A), cast(table.B), cast(table.E), cast(table.C), fslot, hslot, final, corrections,
+                segment.corrections)
 
 
-def conversion(schedule, t, frm: str, to: str) -> Conversion:
-    """Coefficients converting a ``frm`` prediction into ``to`` at time ``t`` (raises where singular)."""
-    if frm == to:
-        return Conversion(0.0, 1.0, 0.0, 1.0, True)
-    # the library's own check (and message) for singular conversions, on a dummy value
-    predictions.convert(np.zeros(1), np.zeros(1), t, schedule, frm, to)
-    fx, fd = predictions.coefficients(frm, schedule, t)
-    tx, td = predictions.coefficients(to, schedule, t)
-    return Conversion(float(fx), float(fd), float(tx), float(td), False)
+def fused_clip(rows: Rows):
+    """(KB, KE, bound, clipped) for the fused kernels, which implement the clipped momentum and nothing else
+    (zero arrays and ``False`` without one; :func:`fusable` refuses other corrections)."""
+    for kernel, arrays in rows.corrections:
+        if kernel == ClippedMomentum.kernel:
+            return arrays + (True,)
+    N, S, M, dtype = rows.A.shape[0], rows.A.shape[1] - 1, rows.E.shape[2], rows.A.dtype
+    return np.zeros((N, S), dtype=dtype), np.zeros((N, M), dtype=dtype), np.full(N, np.inf, dtype=dtype), False
 
 
-def fusable(target) -> bool:
-    """Whether the fused kernels implement this target exactly: a diagonal Gaussian mixture whose exact model
-    is the library's (a subclass overriding ``denoise``/``predict`` takes the generic path)."""
+def fusable(target, program: Program) -> bool:
+    """Whether the fused kernels run this job exactly: a diagonal Gaussian mixture whose exact model is the
+    library's (a subclass overriding ``denoise``/``predict`` takes the Stepper path), a one-segment program and at
+    most one correction, the clipped momentum."""
     cls = type(target)
-    return (isinstance(target, GaussianMixture) and cls.denoise is GaussianMixture.denoise
-            and cls.predict is GaussianMixture.predict)
+    if not (isinstance(target, GaussianMixture) and cls.denoise is GaussianMixture.denoise
+            and cls.predict is GaussianMixture.predict):
+        return False
+    if len(program.segments) != 1:
+        return False
+    kinds = [c.kernel for c in program.segments[0].corrections]
+    return kinds in ([], [ClippedMomentum.kernel])
 
 
 class GmmTables(NamedTuple):
@@ -130,12 +123,7 @@ def gmm_stage_tables(target: GaussianMixture, schedule, tau: np.ndarray, predict
             tab[n, s, 2] = target.means * (sig * sig) / var_t
             tab[n, s, 3] = a * target.variances / var_t
             aux[n, s, :k] = logw - 0.5 * np.sum(np.log(2 * math.pi * var_t), axis=1)
-            aux[n, s, k:] = _prediction_coefficients(schedule, t, prediction)
+            conv = predictions.conversion(schedule, t, "data", prediction)
+            aux[n, s, k:] = (0.0, 1.0) if conv.identity else (conv.tx, conv.td)  # P = c_x x + c_D D
     iso = bool(np.all(target.variances == target.variances[:, :1]))
     return GmmTables(np.ascontiguousarray(tab, dtype=dtype), np.ascontiguousarray(aux, dtype=dtype), iso)
-
-
-def _prediction_coefficients(schedule, t, prediction):
-    """(c_x, c_D) with P = c_x x + c_D D, checked like :func:`diffsolve.predictions.convert`."""
-    conv = conversion(schedule, t, "data", prediction)
-    return (0.0, 1.0) if conv.identity else (conv.tx, conv.td)

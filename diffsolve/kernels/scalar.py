@@ -52,7 +52,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
       ``combine_span`` / ``combine_row`` (term by term over a run of coordinates: the CPU's and the fused
       kernels' form; the same bits per element);
     * ``convert_span`` (a model output converted to the solver's prediction type, with a non-finite count);
-    * ``clip_add`` (the norm-capped output term of a :class:`~diffsolve.tableau.ClipTerm`, per sample);
+    * ``clip_add`` (the correction :class:`~diffsolve.corrections.ClippedMomentum`, per sample; corrections have
+      the signature ``kernel(out, V, i, m, fslot, hslot, *arrays)``);
     * ``gmm_predict`` (the exact mixture model for one sample) and its parts.
 
     ``decorate_fast`` (default ``decorate``) compiles the mixture denoiser's parts and ``decorate_scalar``
@@ -163,8 +164,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
     clip_term_d = decorate(clip_term)
 
-    def clip_add(out, V, i, KB, KE, bound, m, fslot, hslot):
-        """out[i] += f K for the norm-capped term K of step m (:class:`~diffsolve.tableau.ClipTerm`):
+    def clip_add(out, V, i, m, fslot, hslot, KB, KE, bound):
+        """out[i] += f K for the norm-capped term K of step m (:class:`~diffsolve.corrections.ClippedMomentum`):
         f = min(1, bound[m] sqrt(d) / |K|).  Returns 1 when the cap acted (a clip event), else 0."""
         d = out.shape[1]
         ss = KB[m, 0] - KB[m, 0]

@@ -12,18 +12,43 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError
-from ..tableau import ClipTerm, StepTable, StepVariables
+from ..program import Program, Segment
+from ..tableau import StepTable, StepVariables
 
-__all__ = ["Builder", "Solver", "register", "register_pattern", "get_solver", "list_solvers", "solver_names"]
+__all__ = ["Builder", "MomentumClip", "Solver", "register", "register_pattern", "get_solver", "list_solvers",
+           "solver_names"]
 
 class Builder(NamedTuple):
-    """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)`` (plain and compiled) and
-    its stage fractions ``fractions(params, r)``."""
+    """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)`` and its stage fractions
+    ``fractions(params, r)`` (plain Python from a generated module: a table is filled once per run)."""
 
     py: Callable[..., None]
-    jit: Callable[..., None]
     fractions: Callable[..., Sequence[float]]
+
+
+@dataclass(frozen=True)
+class MomentumClip:
+    """Builds the :class:`~diffsolve.corrections.ClippedMomentum` of a solver's program: the momentum K is the
+    output row of the generated ``fill`` (its B and E coefficients), the cap ``param * |B[n, S, 0]|`` (the
+    solver's parameter ``param`` times the model coefficient of the step) on the steps of the full method; warm-up
+    steps get no momentum."""
+
+    fill: Builder
+    param: str
+
+    def __call__(self, solver: "Solver", v: StepVariables, levels: np.ndarray, table: StepTable) -> ClippedMomentum:
+        n, S = v.h.size, solver.stages
+        KB, KE, bound = np.zeros((n, S)), np.zeros((n, solver.history)), np.full(n, np.inf)
+        rows = np.flatnonzero(levels == solver.history)
+        if rows.size:
+            sub = StepTable.empty(rows.size, S, solver.history, solver.noises)
+            self.fill.py(v.h[rows], np.ascontiguousarray(v.r[rows]), v.log_alpha[rows], v.log_sigma[rows],
+                         solver.param_array, sub.A, sub.B, sub.E, sub.C)
+            KB[rows], KE[rows] = sub.B[:, S], sub.E[:, S]
+            bound[rows] = solver.param(self.param) * np.abs(table.B[rows, S, 0])
+        return ClippedMomentum(B=KB, E=KE, bound=bound)
 
 
 @dataclass(frozen=True)
@@ -32,7 +57,8 @@ class Solver:
 
     ``fills[j]`` is the coefficient builder (with its stage fractions) used when ``j`` history values are
     available (warm-up: ``j < history``); ``fills[-1]`` is the full method.  ``order`` is the declared ODE
-    global order, or the weak order for stochastic solvers; ``params`` holds runtime parameters such as ``eta``.
+    global order, or the weak order for stochastic solvers; ``params`` holds runtime parameters such as ``eta``;
+    ``corrections`` builds the per-sample corrections of its program (:meth:`program`).
     """
 
     name: str
@@ -53,7 +79,7 @@ class Solver:
     uncertain: bool = False
     description: str = ""
     keep: int = 0
-    clip: Builder | None = None
+    corrections: tuple = ()
     extra: dict = field(default_factory=dict)
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -81,6 +107,10 @@ class Solver:
     def eta(self) -> float:
         """Stochasticity of the reverse process the solver discretises (0 = probability-flow ODE)."""
         return float(dict(zip(self.param_names, self.params)).get("eta", self.extra.get("eta", 0.0)))
+
+    def param(self, name: str) -> float:
+        """The value of runtime parameter ``name``."""
+        return float(dict(zip(self.param_names, self.params))[name])
 
     @property
     def param_array(self) -> np.ndarray:
@@ -114,7 +144,8 @@ class Solver:
         """The warm-up level (history values available) of every step ``start..N-1``.
 
         Without ``exact_history`` a multistep method warms up with the lower-order formulas while fewer history
-        values exist; infinite steps (to sigma = 0) always use the first-order formula (spec §3.8).
+        values exist; infinite steps (to sigma = 0) always use the first-order formula
+        (docs/algorithms/exponential_integrators.md §3.8).
         """
         lam = schedule.lam(np.asarray(grid, dtype=np.float64))
         finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
@@ -156,10 +187,24 @@ class Solver:
         return StepVariables(h=h, r=r, log_alpha=schedule.log_alpha(nodes_t), log_sigma=schedule.log_sigma(nodes_t),
                              t=nodes_t)
 
-    def table(self, schedule, grid, *, start: int = 0, exact_history: bool = False, compiled: bool = False) -> StepTable:
-        """The coefficient table for ``grid`` (steps ``start..N-1``), warm-up levels from :meth:`levels`."""
+    def program(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> Program:
+        """The program for ``grid`` (steps ``start..N-1``): the coefficient table (warm-up levels from
+        :meth:`levels`) and the solver's corrections, one segment."""
         available = self.levels(schedule, grid, start, exact_history)
         v = self.step_variables(schedule, grid, start, available)
+        table = self._fill(v, available, schedule, grid, start)
+        return Program((Segment(table, tuple(build(self, v, available, table) for build in self.corrections)),))
+
+    def table(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> StepTable:
+        """The coefficient table of :meth:`program`, for solvers without corrections (a solver with corrections
+        refuses: its table alone is not the method)."""
+        if self.corrections:
+            raise DiffsolveError(f"solver {self.name!r} applies corrections after its rows (e.g. a clipped momentum): "
+                                 "its table alone is not the method; use solver.program(schedule, grid)")
+        available = self.levels(schedule, grid, start, exact_history)
+        return self._fill(self.step_variables(schedule, grid, start, available), available, schedule, grid, start)
+
+    def _fill(self, v: StepVariables, available, schedule, grid, start) -> StepTable:
         n = v.h.size
         table = StepTable.empty(n, self.stages, self.history, self.noises)
         table.tau[:] = v.t[:, : self.stages]
@@ -173,14 +218,11 @@ class Solver:
         params = self.param_array
         for level in np.unique(available):
             rows = np.flatnonzero(available == level)
-            fill = self.fills[level].jit if compiled else self.fills[level].py
             sub = StepTable.empty(rows.size, self.stages, int(level), self.noises)
-            fill(v.h[rows], np.ascontiguousarray(v.r[rows, :level]), v.log_alpha[rows], v.log_sigma[rows], params,
-                 sub.A, sub.B, sub.E, sub.C)
+            self.fills[level].py(v.h[rows], np.ascontiguousarray(v.r[rows, :level]), v.log_alpha[rows],
+                                 v.log_sigma[rows], params, sub.A, sub.B, sub.E, sub.C)
             table.A[rows], table.B[rows], table.C[rows] = sub.A, sub.B, sub.C
             table.E[rows, :, :level] = sub.E
-        if self.clip is not None:
-            table = replace(table, clip=self._clip_term(v, available, table))
         for name in ("A", "B", "E", "C"):
             arr = getattr(table, name)
             if np.isnan(arr).any():
@@ -190,20 +232,6 @@ class Solver:
                     f"{grid[row + 1]!r}); the grid may contain a step the solver cannot take"
                 )
         return table
-
-    def _clip_term(self, v: StepVariables, available, table: StepTable) -> ClipTerm:
-        """The norm-capped term on the steps of the full method (warm-up steps get a zero term)."""
-        n, S = v.h.size, self.stages
-        KB, KE, bound = np.zeros((n, S)), np.zeros((n, self.history)), np.full(n, np.inf)
-        rows = np.flatnonzero(available == self.history)
-        if rows.size:
-            sub = StepTable.empty(rows.size, S, self.history, self.noises)
-            self.clip.py(v.h[rows], np.ascontiguousarray(v.r[rows]), v.log_alpha[rows], v.log_sigma[rows],
-                         self.param_array, sub.A, sub.B, sub.E, sub.C)
-            KB[rows], KE[rows] = sub.B[:, S], sub.E[:, S]
-            c = dict(zip(self.param_names, self.params))["c"]
-            bound[rows] = c * np.abs(table.B[rows, S, 0])
-        return ClipTerm(B=KB, E=KE, bound=bound)
 
     def __repr__(self):
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"

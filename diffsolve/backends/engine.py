@@ -1,0 +1,91 @@
+"""The engine interface: what the one driver (:class:`diffsolve.stepper.Stepper`) asks of a backend.
+
+Every backend module owns one :class:`Engine` subclass.  The driver keeps a state ``X (n, D)``, a stage-input
+buffer ``U (n, D)`` and per segment a slot stack ``V (S + M, n, D)`` of engine arrays (NumPy arrays, or numba
+device arrays on CUDA), and calls:
+
+* ``to_engine(obj, what)``: a user array (NumPy, torch, CUDA array) as an engine array plus the
+  :class:`~diffsolve.backends.arrays.ArrayKind` results are handed back in (zero-copy where possible);
+  ``empty``, ``zeros``, ``copy_in`` and ``to_host`` for the buffers;
+* ``keys(seed, sample_index)`` once per run and ``bind(rows)`` once per segment (``rows``: the segment's
+  :class:`~diffsolve.kernels.plan.Rows`), for whatever the backend keeps on its side;
+* ``combine(out, x, V, rows, m, r, keys, step)``: out = tableau row ``r`` of step ``m`` (the stage input for
+  ``r < S``; for ``r = S`` the step output followed by the segment's corrections), the normals of noise step
+  ``step`` drawn in place;
+* ``convert(V, slot, vals, u, conv)``: the model output ``vals`` at ``u`` stored in slot ``slot`` as the solver's
+  prediction type (:class:`~diffsolve.predictions.Conversion`); returns the number of non-finite outputs;
+* ``advance(...)``: ``convert`` then ``combine`` (one pass where the backend can fuse them).
+
+A backend may also run a whole job on an analytic target in one compiled pass (``fused``); ``sample`` takes it
+when ``fuses(target, program)`` says so, and otherwise drives the Stepper.  The combine follows the tableau's
+order of operations on every backend (``a x``, then the ``B``, ``E`` and ``C`` terms in index order, zero
+coefficients skipped), so the NumPy engine and the compiled CPU engine agree bitwise in float64.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import DiffsolveError
+from ..noise.normals import check_sample_index, split_seed
+from .arrays import NUMPY, TorchKind, torch_module
+
+__all__ = ["Engine", "HostEngine", "Keys"]
+
+
+class Keys(NamedTuple):
+    """Noise keys of a run: the two seed words and the global sample index of each row (an engine array)."""
+
+    seed_lo: int
+    seed_hi: int
+    sidx: object
+
+
+class Engine:
+    """Base class of the backends' engines (see the module docstring)."""
+
+    name = "engine"
+
+    def keys(self, seed, sample_index) -> Keys:
+        seed_lo, seed_hi = split_seed(seed)
+        return Keys(seed_lo, seed_hi, check_sample_index(sample_index))
+
+    def bind(self, rows):
+        """The segment's rows as the backend uses them (host engines: unchanged)."""
+        return rows
+
+    def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step) -> int:
+        bad = self.convert(V, slot, vals, u, conv)
+        self.combine(out, x, V, rows, m, r, keys, step)
+        return bad
+
+    def fuses(self, target, program) -> bool:
+        """Whether :meth:`fused` runs this job (none by default: the Stepper drives it)."""
+        return False
+
+
+class HostEngine(Engine):
+    """Engines whose arrays are NumPy arrays in host memory (numpy, cpu); torch CPU tensors are shared."""
+
+    def to_engine(self, obj, what):
+        torch = torch_module(obj)
+        if torch is not None:
+            if obj.device.type != "cpu":
+                raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend {self.name!r} needs CPU "
+                                     "tensors (use backend='cuda' for CUDA tensors, or tensor.cpu())")
+            return obj.detach().numpy(), TorchKind(torch, obj.device)
+        return np.asarray(obj), NUMPY
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def copy_in(self, dst, src):
+        dst[...] = src
+
+    def to_host(self, arr):
+        return arr
