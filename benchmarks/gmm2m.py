@@ -1,4 +1,4 @@
-"""The GMM-2M anchor job of notes/gpu.md and its baselines, shared by the pytest-benchmark file and the CLI.
+"""The GMM-2M anchor job of docs/benchmarks.md and its baselines, shared by the pytest-benchmark file and the CLI.
 
 Job: isotropic Gaussian mixture, K = 16 components in d = 64, component variance 0.05, means 2 N(0, I), weights
 softmax(N(0, 1)); exact data-prediction denoiser; VP-linear schedule (beta 0.1 -> 20); 20 steps uniform in t from
@@ -29,7 +29,7 @@ from diffsolve import predictions
 from diffsolve.targets import GaussianMixture
 
 K, D, VAR, STEPS = 16, 64, 0.05, 20
-FLOP_PER_EVAL = 4 * K * D  # distances (sub, fma) + posterior (fma): the count of DESIGN §6
+FLOP_PER_EVAL = 4 * K * D  # distances (sub, fma) + posterior (fma): the count of docs/benchmarks.md, "Method"
 
 
 def solver_name() -> str:

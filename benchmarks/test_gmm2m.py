@@ -1,5 +1,5 @@
-"""GMM-2M (notes/gpu.md): diffsolve cpu (fused) vs the diffsolve numpy backend vs plain vectorised NumPy on the CPU;
-diffsolve cuda vs PyTorch eager and torch.compile on a CUDA GPU (skipped without one).  See gmm2m.py."""
+"""GMM-2M (docs/benchmarks.md): diffsolve cpu (fused) vs the diffsolve numpy backend vs plain vectorised NumPy on the
+CPU; diffsolve cuda vs PyTorch eager and torch.compile on a CUDA GPU (skipped without one).  See gmm2m.py."""
 
 import numba
 import numpy as np

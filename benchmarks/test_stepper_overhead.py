@@ -1,5 +1,6 @@
-"""Per-step solver overhead in a user's own loop (notes/gpu.md, second table): diffsolve's Stepper fed a fixed model
-output, against one torch axpy (the arithmetic floor) and, when installed, diffusers' DPMSolverMultistepScheduler.
+"""Per-step solver overhead in a user's own loop (docs/benchmarks.md, second anchor table): diffsolve's Stepper fed
+a fixed model output, against one torch axpy (the arithmetic floor) and, when installed, diffusers'
+DPMSolverMultistepScheduler.
 
 CPU, 1 thread (Numba and torch), float32 tensors; 50 steps; the time per step is the loop time / 50 (construction
 and ``set_timesteps`` excluded).

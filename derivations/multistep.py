@@ -2,10 +2,10 @@
 
     python derivations/multistep.py
 
-Every tableau is derived by ``derive_multistep`` (spec §8): Lagrange weights integrated against the moment
-functions, symbolic exactness / order / defect / reduction checks, the series check on a nonlinear test problem
-and, for SDE tableaux, the noise covariance check.  The catalog modules of the family are then regenerated
-(same files as ``python -m diffsolve.codegen.catalog``).
+Every tableau is derived by ``derive_multistep`` (docs/algorithms/exponential_integrators.md §8): Lagrange weights
+integrated against the moment functions, symbolic exactness / order / defect / reduction checks, the series check
+on a nonlinear test problem and, for SDE tableaux, the noise covariance check.  The catalog modules of the family are then regenerated
+(the same files as ``python -m diffsolve.codegen`` writes).
 """
 
 import sys
@@ -19,12 +19,13 @@ from diffsolve.symbolic.latex import document, tableau_markdown  # noqa: E402
 from diffsolve.symbolic.multistep import derive_multistep  # noqa: E402
 
 INTRO = """
-Multistep exponential integrators of any order $k$ (specs/exponential_integrators.md §3): one model call per
-step, $k-1$ history values $H_m = F_{n-m}$. The weights are
+Multistep exponential integrators of any order $k$ (Lu et al. 2022b, arXiv 2211.01095;
+docs/algorithms/exponential_integrators.md §3): one model call per step, $k-1$ history values $H_m = F_{n-m}$.
+The weights are
 $W_j = \\sum_q c_{jq}\\, q!\\, \\psi_q(Z)$ with $c_{jq}$ the coefficients of the Lagrange basis through the nodes
 $u_0 = 0$, $u_j = -(r_1 + \\dots + r_j)$, and $Z = (1+\\eta)h$ (data) or $h$ (noise prediction, $\\tilde\\psi$).
 The "published" variants replace $\\psi_1 \\to \\psi_0/2$ ($k = 2$) and $\\psi_2 \\to \\psi_2/2$ ($k = 3$) in the
-derivative form (spec §3.6).
+derivative form (docs/algorithms/exponential_integrators.md §3.6).
 """
 
 TABLEAUX = [

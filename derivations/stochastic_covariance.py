@@ -1,11 +1,11 @@
-"""Derive the joint law of the stage-node noises (specs/seeds.md §1.5, §2.1); write
+"""Derive the joint law of the stage-node noises (docs/algorithms/seeds.md §1.5, §2.1); write
 docs/derivations/stochastic_covariance.md and regenerate the stochastic catalog modules.
 
     python derivations/stochastic_covariance.py
 
 Cov(N_i, N_j) is integrated by SymPy from the Ito isometry; its Cholesky factor is derived from the rational
 LDL^T factorisation and checked to equal the exact OU recursion (rule A); the mirrored rule (B) is derived for
-comparison.  The reference numbers of seeds.md §6.3 are printed.
+comparison.  The reference numbers of docs/algorithms/seeds.md §6.3 are printed.
 """
 
 import sys

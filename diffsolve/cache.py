@@ -4,6 +4,10 @@ Modules generated on demand are written (by :mod:`diffsolve.codegen.emit`) into 
 content-hashed name; next to each, a pointer file named by the solver key and the source fingerprint names that
 module, so a later process finds it without deriving (and without importing SymPy).  The fingerprint hashes the
 source of the derivation and code-generation packages, so any change to a derivation invalidates the pointers.
+
+This module depends on nothing else in diffsolve: the emitter imports its file utilities, and
+:func:`cached_module` receives the derive-and-emit step from its caller (``diffsolve.solvers.modules``), so the
+cache never imports the code generator (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["cache_dir", "write_atomic", "load_module", "cached_module", "source_fingerprint"]
+__all__ = ["cache_dir", "write_atomic", "load_module", "module_stem", "copy_module", "cached_module",
+           "source_fingerprint"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -83,16 +88,34 @@ def source_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_module(key: str, derive):
-    """The generated module for ``key``: loaded through its pointer file when present, else ``derive()`` (a
-    SymbolicTableau) is emitted into the cache, the pointer written, and the module loaded."""
+def module_stem(name: str, variant: str, prediction: str, digest: str | None = None) -> str:
+    """The file stem of a generated module, ``name_variant_prediction[_hash16]`` made identifier-safe (shipped
+    modules carry no hash, cached ones the first 16 hex digits of their content hash)."""
+    stem = f"{name}_{variant}_{prediction}"
+    if digest:
+        stem += "_" + digest[:16]
+    return re.sub(r"[^0-9a-zA-Z_]", "_", stem)
+
+
+def copy_module(module, directory: str | os.PathLike) -> Path:
+    """Write the source of a loaded generated ``module`` into ``directory`` under its content-hashed name (the
+    name :func:`diffsolve.codegen.emit.generate` gives it) and return the path; an identical file is reused."""
+    text = Path(module.__file__).read_text(encoding="utf-8")
+    path = Path(directory) / (module_stem(module.NAME, module.VARIANT, module.PREDICTION, module.CONTENT_HASH) + ".py")
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return path
+    return write_atomic(path, text)
+
+
+def cached_module(key: str, build):
+    """The generated module for ``key``: loaded through its pointer file when present, else ``build()`` (which
+    derives and emits the module into ``cache_dir()`` and returns its path; it may import SymPy) is called, the
+    pointer written, and the module loaded."""
     pointer = cache_dir() / f"{key}-{source_fingerprint()}.key"
     if pointer.exists():
         cached = pointer.parent / pointer.read_text(encoding="utf-8").strip()
         if cached.is_file():
             return load_module(cached)
-    from .codegen.emit import generate  # imports SymPy: only when something must be derived
-
-    path = generate(derive())
+    path = Path(build())
     write_atomic(pointer, path.name)
     return load_module(path)

@@ -1,5 +1,5 @@
-"""Command line: ``diffsolve solvers | sample | derive | order | claims`` (DESIGN.md §4); every command has
-``--json``."""
+"""Command line: ``diffsolve solvers | sample | derive | order | claims`` (docs/architecture.md); every command
+has ``--json``."""
 
 from __future__ import annotations
 
@@ -165,27 +165,28 @@ def cmd_order(args):
 
 
 def cmd_derive(args):
-    from .derive import derive, symbolic_tableau
+    from .cache import copy_module
+    from .derive import derive
+    from .solvers.modules import tableau_module
 
     sch = _schedule(args) if (args.alpha or args.sigma or args.schedule) else None
     start = time.perf_counter()
     solver = derive(args.family, args.order, args.prediction, args.sde, args.variant, schedule=sch)
     elapsed = time.perf_counter() - start
-    tab = symbolic_tableau(args.family, args.order, args.prediction, args.sde, args.variant)
-    printer = _latex_printer() if args.latex else str
-    coefficients = {f"{name}[{','.join(map(str, index))}]": printer(expr)
-                    for name, index, expr in tab.entries() if expr != 0}
+    # the coefficients as the generated module of the full method recorded them at generation time (no re-derivation)
+    loaded = tableau_module(*solver.extra["key"])
+    coefficients = dict(loaded.COEFFICIENTS_LATEX if args.latex else loaded.COEFFICIENTS)
+    printer = _latex_printer() if args.latex else str  # the schedule's expressions below
     module = solver.extra.get("module")
     if args.out:
-        from .codegen.emit import generate
-
-        module = str(generate(tab, args.out))
+        module = str(copy_module(loaded, args.out))
     report = {"family": args.family, "name": solver.name, "variant": solver.variant, "prediction": solver.prediction,
               "sde": args.sde, "order": solver.order, "strong_order": solver.strong_order,
               "nfe_per_step": solver.nfe_per_step, "stages": solver.stages, "history": solver.history,
               "noises": solver.noises, "params": dict(zip(solver.param_names, solver.params)), "module": module,
               "seconds": elapsed, "symbols": "h: log-SNR step; r_j: history ratios; la_p, ls_p: log alpha, log sigma "
-              "at node p (0 = start, S = end); psi_q / psi~_q: exponential moment functions (spec §3.2)",
+              "at node p (0 = start, S = end); psi_q / psi~_q: exponential moment functions "
+              "(docs/algorithms/exponential_integrators.md §3.2)",
               "coefficients": coefficients}
     if sch is not None:
         report["schedule"] = {"name": sch.name}
@@ -262,7 +263,7 @@ def build_parser():
     p.add_argument("--sde", action="store_true", help="reverse-SDE (eta) version")
     p.add_argument("--variant", default="exact", help="exact (default) or published")
     p.add_argument("--latex", action="store_true", help="print coefficients as LaTeX")
-    p.add_argument("--out", help="also write the generated module into this directory")
+    p.add_argument("--out", help="also write a copy of the generated module into this directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--schedule", help="catalog schedule whose derived quantities to show")
     p.add_argument("--alpha", help="user schedule alpha(t) (with --sigma)")

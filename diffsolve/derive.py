@@ -3,8 +3,8 @@
 Shipped orders load from ``diffsolve/_generated``; any other order is derived and symbolically checked
 (:mod:`diffsolve.symbolic`), printed to a content-hashed module in the user cache (``DIFFSOLVE_CACHE_DIR``) and
 imported; a second call with the same key reuses the cached file.  The weights never depend on the schedule
-(spec §8): a schedule enters only through log alpha and log sigma at the step's nodes, evaluated when a grid is
-tabulated, so ``schedule=`` is validated and recorded, and the returned solver samples on any schedule.
+(docs/algorithms/exponential_integrators.md §8): a schedule enters only through log alpha and log sigma at the
+step's nodes, evaluated when a grid is tabulated, so ``schedule=`` is validated and recorded, and the returned solver samples on any schedule.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 from .errors import DiffsolveError
 from .predictions import check_prediction
 from .schedules import Schedule
-from .solvers.generated import multistep_solver, singlestep_solver
+from .solvers.multistep import multistep_solver
+from .solvers.singlestep import singlestep_solver
 from .solvers.registry import Solver, register
 
-__all__ = ["derive", "FAMILIES", "symbolic_tableau"]
+__all__ = ["derive", "FAMILIES"]
 
 FAMILIES = {
     "dpmpp-multistep": ("multistep", "data"),
@@ -53,15 +54,3 @@ def derive(family: str, order: int, prediction: str | None = None, sde: bool = F
         solver = singlestep_solver(order, variant, prediction)
     register(solver.name if variant == "exact" else f"{solver.name}:{variant}", solver)
     return solver
-
-
-def symbolic_tableau(family: str, order: int, prediction: str | None = None, sde: bool = False,
-                     variant: str = "exact"):
-    """The checked SymPy tableau behind ``derive(...)`` (imports SymPy)."""
-    from .symbolic.multistep import derive_multistep
-    from .symbolic.singlestep import derive_singlestep
-
-    kind, prediction = _resolve(family, prediction)
-    if kind == "multistep" or order == 1:  # the first-order singlestep step is the k = 1 multistep step
-        return derive_multistep(order, prediction, sde, variant)
-    return derive_singlestep(order, prediction, "interp" if variant == "exact" else variant)

@@ -1,4 +1,5 @@
-"""Step grids: decreasing times t_0 = t_max (noisiest) ... t_N = t_min (cleanest) (spec §6)."""
+"""Step grids: decreasing times t_0 = t_max (noisiest) ... t_N = t_min (cleanest)
+(docs/algorithms/exponential_integrators.md §6)."""
 
 from __future__ import annotations
 

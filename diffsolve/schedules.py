@@ -1,4 +1,4 @@
-"""Noise schedules: x_t = alpha(t) x_0 + sigma(t) eps (specs/exponential_integrators.md §1, §5).
+"""Noise schedules: x_t = alpha(t) x_0 + sigma(t) eps (docs/algorithms/exponential_integrators.md §1, §5).
 
 A schedule is given by log alpha(t) and log sigma(t) as SymPy expressions; the half log-SNR lam = log(alpha/sigma),
 its derivative, the drift f, the diffusion g^2 and the inverse t(lam) are derived symbolically
@@ -178,8 +178,9 @@ class ExprSchedule(Schedule):
     def log_alpha(self, t):
         return self._eval(self._log_alpha, self._check_t(t))
 
-    # VP schedules evaluate sigma from log alpha as sqrt(-expm1(2 log alpha)) (spec §1.4): SymPy would
-    # simplify exp(2 log(cos ...)) to cos^2 and reintroduce the 1 - alpha^2 cancellation.
+    # VP schedules evaluate sigma from log alpha as sqrt(-expm1(2 log alpha))
+    # (docs/algorithms/exponential_integrators.md §1.4): SymPy would simplify exp(2 log(cos ...)) to cos^2 and
+    # reintroduce the 1 - alpha^2 cancellation.
     def log_sigma(self, t):
         t = self._check_t(t)
         if self._sigma_via_alpha:
@@ -344,7 +345,8 @@ class VPLinear(CatalogSchedule):
 
 
 class VPCosine(CatalogSchedule):
-    """Variance-preserving cosine schedule (Nichol & Dhariwal 2021); t_max < 1 keeps lam finite (spec §5.2)."""
+    """Variance-preserving cosine schedule (Nichol & Dhariwal 2021); t_max < 1 keeps lam finite
+    (docs/algorithms/exponential_integrators.md §5.2)."""
 
     KIND, PARAMS, VARIANCE_PRESERVING = "vp-cosine", ("s",), True
 
@@ -450,7 +452,8 @@ CATALOG_KINDS = (VPLinear, VPCosine, VE, EDM, Flow, OU)
 
 
 class DiscreteSchedule(Schedule):
-    """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t, extended linearly (spec §5.4)."""
+    """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t, extended linearly
+    (docs/algorithms/exponential_integrators.md §5.4)."""
 
     def __init__(self, betas, name: str = "discrete"):
         betas = _as_times(betas, "betas").ravel()

@@ -3,7 +3,8 @@
 ``GaussianMixture(weights, means, variances)`` (diagonal components) and its special case
 ``Gaussian(mean, var)``.  Under x_t = alpha x_0 + sigma eps the marginal is again a mixture with component
 means alpha m_k and variances alpha^2 v_k + sigma^2; the denoiser E[x_0 | x_t] is the responsibility-weighted
-posterior mean (verification.md §1.1).  Every other prediction type follows through :mod:`diffsolve.predictions`.
+posterior mean (docs/verification.md §1.1).  Every other prediction type follows through
+:mod:`diffsolve.predictions`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""accel-ddim / accel-ddpm (specs/accelerated.md A.2, Part C): coefficients, reductions, exact-law TV slopes and
-golden values (C.1), grid-density TV on the C.3 mixture."""
+"""accel-ddim / accel-ddpm (docs/algorithms/accelerated.md A.2, Part C): coefficients, reductions, exact-law TV
+slopes and golden values (C.1), grid-density TV on the C.3 mixture."""
 
 import mpmath
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 
 import diffsolve as ds
 import diffsolve.solvers.papers  # noqa: F401  (registers accel-ddim, accel-ddpm, seeds-*)
+from helpers import GAUSSIAN_D8, order_setup
 from diffsolve.accuracy import initial_law, propagate
 from diffsolve.targets import Gaussian
 
@@ -88,8 +89,8 @@ def test_accel_ddim_phi_psi_coefficients_are_the_papers_formula():
     np.testing.assert_allclose(tab.tau[0], first.tau[0], rtol=1e-13)
 
 
-# C.1, row "accelerated ODE (a)": the spec's first step is not stated (it needs alpha_{T+1}); ours is DPM-Solver-2,
-# so the small-T values differ (-13% at T = 25) while T >= 200 agree to 2%.
+# C.1, row "accelerated ODE (a)": the reference run's first step is not stated (it needs alpha_{T+1}); ours is
+# DPM-Solver-2, so the small-T values differ (-13% at T = 25) while T >= 200 agree to 2%.
 C1_PHI_PSI = {200: 1.23e-3, 400: 3.28e-4, 800: 8.44e-5, 1600: 2.14e-5}
 
 
@@ -167,7 +168,7 @@ def test_c1_slopes_reduced_grid():
 
 @pytest.mark.slow
 def test_c1_slopes_full_grid():
-    """accelerated.md C.1: last four of T = 25..1600: accel-ddim -1.85, ddim -1.00 (tv, exact law)."""
+    """docs/algorithms/accelerated.md C.1: last four of T = 25..1600: accel-ddim -1.85, ddim -1.00 (tv, exact law)."""
     s = _slopes([200, 400, 800, 1600])
     assert -2.2 <= s["accel-ddim"] <= -1.7 and -1.1 <= s["ddim"] <= -0.9, s
     for T in (400, 800, 1600):
@@ -187,7 +188,7 @@ def test_accel_ddim_tv_bound_order_study():
 
 
 # ------------------------------------------------------------------------------------------- C.3 (mixture)
-C3_GOLDEN = {  # T -> (DDPM-type, accel-ddpm README), accelerated.md C.3
+C3_GOLDEN = {  # T -> (DDPM-type, accel-ddpm README), docs/algorithms/accelerated.md C.3
     20: (2.51e-1, 1.17e-1), 40: (1.23e-1, 3.34e-2), 80: (6.11e-2, 1.05e-2), 160: (3.03e-2, 4.13e-3),
 }
 
@@ -265,15 +266,17 @@ def test_accel_sde_reductions():
     """B.2.4 (4): a = 0 without momentum is DDPM (score form); a = 1/2 without momentum differs from accel-ddpm
     only in the post-score noise (beta/(2 alpha) instead of beta/2); a = 1/2 has no momentum at all."""
     grid = ds.time_grid(VP, 9, "time", t_max=1.0, t_min=1e-3)
-    base = ds.get_solver("accel-sde").table(VP, grid)
+    base_seg = ds.get_solver("accel-sde").program(VP, grid).segments[0]
+    base, clip = base_seg.table, base_seg.corrections[0]
     ddpm = ds.get_solver("accel-ddpm", variant="ddpm-type").table(VP, grid)
     np.testing.assert_allclose(base.A[1:], ddpm.A[1:], rtol=1e-13)
     np.testing.assert_allclose(base.B[1:], ddpm.B[1:], rtol=1e-12)  # the clip term holds the momentum
     np.testing.assert_allclose(np.sum(base.C[1:] ** 2, axis=2), np.sum(ddpm.C[1:] ** 2, axis=2), rtol=1e-12)
-    assert np.all(base.clip.B[1:] != 0) and np.all(base.clip.E[1:] != 0) and np.all(base.clip.B[0] == 0)
-    half = ds.get_solver("accel-sde", a=0.5).table(VP, grid)
+    assert np.all(clip.B[1:] != 0) and np.all(clip.E[1:] != 0) and np.all(clip.B[0] == 0)
+    half_seg = ds.get_solver("accel-sde", a=0.5).program(VP, grid).segments[0]
+    half, half_clip = half_seg.table, half_seg.corrections[0]
     readme = ds.get_solver("accel-ddpm").table(VP, grid)
-    assert np.all(half.clip.B == 0) and np.all(half.clip.E == 0)
+    assert np.all(half_clip.B == 0) and np.all(half_clip.E == 0)
     np.testing.assert_allclose(half.A, readme.A, rtol=1e-13)
     np.testing.assert_allclose(half.B, readme.B, rtol=1e-12)
     np.testing.assert_allclose(half.C[:, 0], readme.C[:, 0], rtol=1e-12)
@@ -286,13 +289,14 @@ def test_accel_sde_clip_bound_is_c_sqrt_d_in_eps_units():
     """B.2.1: |sqrt(1 - abar_t) C_t| <= c sqrt(d) with C_t the momentum in score units: in x units the bound is
     c sqrt(d) nu_{t-1} beta_t / (sqrt(alpha_t) sqrt(1 - abar_t)) (VP: nu = 1)."""
     grid = ds.time_grid(VP, 7, "time", t_max=1.0, t_min=1e-3)
-    table = ds.get_solver("accel-sde", c=1.5).table(VP, grid)
+    clip = ds.get_solver("accel-sde", c=1.5).program(VP, grid).segments[0].corrections[0]
     abar = VP.alpha(grid) ** 2
     alpha_t, beta = abar[:-1] / abar[1:], 1 - abar[:-1] / abar[1:]
-    np.testing.assert_allclose(table.clip.bound[1:], 1.5 * beta[1:] / np.sqrt(alpha_t[1:] * (1 - abar[1:-1])),
+    np.testing.assert_allclose(clip.bound[1:], 1.5 * beta[1:] / np.sqrt(alpha_t[1:] * (1 - abar[1:-1])),
                                rtol=1e-10)
-    assert table.clip.bound[0] == np.inf
-    assert np.all(ds.get_solver("accel-sde", c=np.inf).table(VP, grid).clip.bound == np.inf)
+    assert clip.bound[0] == np.inf
+    never = ds.get_solver("accel-sde", c=np.inf).program(VP, grid).segments[0].corrections[0]
+    assert np.all(never.bound == np.inf)
 
 
 def test_accel_sde_paths_without_clip_events_are_bitwise_unclipped():
@@ -307,8 +311,9 @@ def test_accel_sde_paths_without_clip_events_are_bitwise_unclipped():
 
 @pytest.mark.parametrize("c,T", [(2.0, 20), (1.0, 20), (1.0, 40)])
 def test_accel_sde_clip_fractions(c, T):
-    """B.2.1 clip rates on the C.3 mixture (a = 0, ratio), per step that carries a momentum; the spec gives two
-    digits (hence 5%), and the events of one path are correlated (hence the s.e. inflated by sqrt(T))."""
+    """B.2.1 clip rates on the C.3 mixture (a = 0, ratio), per step that carries a momentum;
+    docs/algorithms/accelerated.md gives two digits (hence 5%), and the events of one path are correlated (hence
+    the s.e. inflated by sqrt(T))."""
     n = 200_000
     frac, ref = clip_fractions(c, T, n), CLIP_SPEC[c, T]
     se = np.sqrt(ref * (1 - ref) / (n * (T - 2))) * np.sqrt(T)
@@ -326,7 +331,7 @@ def test_accel_sde_alternating_grid_keeps_order_two():
         mean = np.concatenate([mean, np.zeros((1, 1))], axis=1)
         pad = np.zeros((1, 2, 2))
         pad[:, 0, 0] = cov[:, 0, 0]
-        mean, cov = propagate(solver.table(VP, tau), C1_TARGET, VP, "eps", mean, pad)
+        mean, cov = propagate(solver.program(VP, tau), C1_TARGET, VP, "eps", mean, pad)
         m_ref, v_ref = C1_TARGET.marginal_moments(tau[-1], VP)
         errs.append(tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0]))
     assert slope([100, 200, 400, 800], errs) <= -1.7, errs
@@ -337,7 +342,6 @@ def test_accel_sde_alternating_grid_keeps_order_two():
 def test_declared_order_on_other_schedules(name, variant, schedule):
     """A.6: the discrete-abar mapping runs every accelerated sampler on any schedule at its declared order."""
     s = ds.get_schedule(schedule)
-    kw = dict(t_max=float(s.t_of_lam(-2.5)), t_min=float(s.t_of_lam(3.0)), spacing="karras", steps=[64, 128, 256])
     solver = ds.get_solver(name, variant=variant)
-    study = ds.order_study(solver, ds.targets.from_spec("gaussian:d=8"), s, **kw)
+    study = ds.order_study(solver, GAUSSIAN_D8, s, **order_setup(s))
     assert abs(study.order - solver.order) <= 0.3, study.table()

@@ -31,8 +31,8 @@ def test_json_output(capsys):
     data = json.loads(capsys.readouterr().out)
     rows = data["variance"]["rows"]
     assert [r[0] for r in rows] == [11, 21, 41]
-    measured, spec = rows[0][1].split(" (")  # "value (spec)"
-    assert float(measured) == pytest.approx(float(spec.rstrip(")")), rel=1e-3)
+    measured, documented = rows[0][1].split(" (")  # "value (documented value)"
+    assert float(measured) == pytest.approx(float(documented.rstrip(")")), rel=1e-3)
 
 
 def test_bad_names_are_clear_errors():
@@ -45,7 +45,8 @@ def test_bad_names_are_clear_errors():
 
 @pytest.mark.parametrize("name", ["accel-ddim", "accel-ddpm", "accel-sde"])
 def test_score_error_bias_is_linear_in_delta(name):
-    """specs/accelerated.md A.5.4 / B.2.4 (5): with eps_hat = eps* + delta the TV bias grows linearly in delta."""
+    """docs/algorithms/accelerated.md A.5.4 / B.2.4 (5): with eps_hat = eps* + delta the TV bias grows linearly in
+    delta."""
     deltas = [0.005, 0.01, 0.02]
     base = c1_tv(name, 400)
     bias = [c1_tv(name, 400, target=PerturbedGaussian([1.0], [0.25], d)) - base for d in deltas]
@@ -54,8 +55,8 @@ def test_score_error_bias_is_linear_in_delta(name):
 
 
 def test_theory_schedule_slopes_against_h():
-    """specs/accelerated.md C.2: on the theory's learning-rate schedule the error is a power of h_T = c1 log T / T
-    with the sampler's order (spec +0.99 for DDIM, +1.95 for accel-ddim (b))."""
+    """docs/algorithms/accelerated.md C.2: on the theory's learning-rate schedule the error is a power of
+    h_T = c1 log T / T with the sampler's order (documented +0.99 for DDIM, +1.95 for accel-ddim (b))."""
     from diffsolve.claims.accelerated import c2_tv, theory_betas
 
     Ts = [200, 400, 800]

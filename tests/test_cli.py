@@ -1,4 +1,4 @@
-"""The command line (DESIGN.md §4): ``diffsolve solvers | sample | order``, run in-process through
+"""The command line (docs/architecture.md): ``diffsolve solvers | sample | order``, run in-process through
 ``diffsolve.cli.main`` and once through ``python -m diffsolve.cli``; readable tables, ``--json``, ``--out``,
 ``--plot``, user schedules, and one-line error messages with exit code 2."""
 

@@ -1,5 +1,6 @@
-"""The shipped catalog is fresh (re-derived here), regeneration is deterministic, on-demand generation works
-(cache dir, atomic concurrent writes, Numba cache), and the index is consistent."""
+"""The shipped catalog is fresh (re-derived here; ``python -m diffsolve.codegen --check``), regeneration is
+deterministic, on-demand generation works (cache dir, atomic concurrent writes), the generated modules are plain
+Python, and the index and its name tables are consistent."""
 
 import concurrent.futures
 import multiprocessing
@@ -15,7 +16,7 @@ import pytest
 import sympy as sp
 
 from diffsolve import _generated
-from diffsolve.codegen import catalog
+from diffsolve.codegen import catalog, names
 from diffsolve.codegen.emit import cache_dir, content_hash, generate, load, module_source
 from diffsolve.symbolic.multistep import derive_multistep
 
@@ -72,6 +73,7 @@ def test_index_is_consistent():
         assert re.search(r"^# Content hash: ([0-9a-f]{64})$", text, re.M).group(1) == m.CONTENT_HASH
         assert text.startswith("# DO NOT EDIT") and f"# Regenerate: {catalog.COMMAND}" in text
         assert not re.search(r"^\s*(import|from)\s+sympy", text, re.M)  # runtime modules never import SymPy
+        assert (m.REFERENCE, m.UNCERTAIN) == (catalog.derive(key).reference, catalog.derive(key).uncertain)
     with pytest.raises(KeyError, match="no shipped module"):
         _generated.load(("multistep", 9, "data", False, "exact"))
 
@@ -145,26 +147,43 @@ def test_concurrent_generation_is_atomic(tmp_path):
     assert Path(paths[0]).read_text(encoding="utf-8") == expected
 
 
-def test_numba_cache_is_reused(tmp_path):
-    path = generate(derive_multistep(2, "data", True), tmp_path)
-    code = (
-        "import sys, numpy as np; from diffsolve.codegen.emit import load;"
-        f"m = load({str(path)!r}); n = 2;"
-        "m.fill_jit(np.ones(n), np.ones((n, 1)), np.zeros((n, 2)), np.zeros((n, 2)), np.ones(1),"
-        " np.zeros((n, 2)), np.zeros((n, 2, 1)), np.zeros((n, 2, 1)), np.zeros((n, 2, 1)));"
-        "print(sum(m.fill_jit.stats.cache_hits.values()))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            for _ in range(2)]
-    assert [r.stdout.strip() for r in runs] == ["0", "1"]
-    assert any(p.suffix == ".nbi" for p in (tmp_path / "__pycache__").iterdir())
+def test_check_mode_of_the_single_entry_point(tmp_path, capsys):
+    """``python -m diffsolve.codegen --check`` (in-process): the checked-in files are fresh; a stale or missing
+    file is named and the exit code is 1, and nothing is written."""
+    from diffsolve.codegen.__main__ import main, render
+
+    if sp.__version__ != catalog.PINNED_SYMPY:
+        pytest.skip(f"text comparison needs SymPy {catalog.PINNED_SYMPY}")
+    assert main(["--check"]) == 0
+    files = render()
+    assert {"__init__.py", "psi.py", "schedules.py"} <= set(files) and len(files) == len(catalog.CATALOG) + 3
+    (tmp_path / "psi.py").write_text(files["psi.py"] + "# edited\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--check", "--directory", str(tmp_path)]) == 1
+    stale = capsys.readouterr().out.split()
+    assert "psi.py" in stale and "schedules.py" in stale and sorted(p.name for p in tmp_path.iterdir()) == ["psi.py"]
+
+
+def test_generated_modules_are_plain_python(tmp_path):
+    """The coefficient builders are plain Python (the runtime fills a table once per run): no generated module,
+    shipped or on demand, imports Numba or SymPy or carries a compiled twin (fill_jit / fractions_jit, removed in
+    generator version 4); they import only math and the shared psi helpers."""
+    shipped = [Path(_generated.load(key).__file__) for key in catalog.CATALOG]
+    on_demand = generate(derive_multistep(2, "data", True), tmp_path)
+    for path in shipped + [catalog.GENERATED_DIR / "psi.py", on_demand]:
+        text = path.read_text(encoding="utf-8")
+        imports = re.findall(r"^(?:import|from)\s+([\w.]+)", text, re.M)
+        assert set(imports) <= {"math", "diffsolve._generated.psi"}, (path.name, imports)
+        assert "_jit" not in text and "numba" not in text, path.name
+    m = load(on_demand)
+    assert not hasattr(m, "fill_jit") and m.COEFFICIENTS["C[1,0]"] == "sqrt(1 - exp(-2*eta*h))*exp(ls_1)"
 
 
 def test_paper_solvers_are_shipped():
-    """Every SEEDS / accel-* tableau is in the shipped catalog, and the SymPy-free lookups of
-    diffsolve.solvers.papers resolve each variant to the shipped module of its derivation's key."""
-    from diffsolve.solvers import papers
+    """Every SEEDS / accel-* tableau is in the shipped catalog, and the SymPy-free lookups of diffsolve.solvers
+    resolve each variant to the shipped module of its derivation's key."""
+    from diffsolve.solvers import accelerated, seeds
+    from diffsolve.solvers.modules import tableau_module
     from diffsolve.solvers.registry import solver_names
     from diffsolve.symbolic import accelerated as acc
     from diffsolve.symbolic.seeds import COMBINES, NOISE_RULES, derive_seeds
@@ -181,17 +200,43 @@ def test_paper_solvers_are_shipped():
         for combine in combines:
             for prediction in ("data", "eps"):
                 for noise in NOISE_RULES:
-                    check(papers._seeds_module(k, combine, prediction, noise), derive_seeds(k, prediction, combine, noise))
-    check(papers._accel_module("ddim", "repo"), acc.derive_accel_ddim())
-    check(papers._accel_module("ddim", "phi-psi"), acc.derive_accel_ddim_phi_psi())
-    check(papers._accel_module("ddim", "phi-psi-startup"), acc.derive_accel_ddim_phi_psi_startup())
+                    check(tableau_module(*seeds.seeds_key(k, combine, prediction, noise)),
+                          derive_seeds(k, prediction, combine, noise))
+    modules = lambda name: [tableau_module(*key) for key in _generated.SOLVERS[name][1]]  # noqa: E731
+    check(modules("accel-ddim")[-1], acc.derive_accel_ddim())
+    check(modules("accel-ddim:phi-psi")[-1], acc.derive_accel_ddim_phi_psi())
+    check(modules("accel-ddim:phi-psi")[0], acc.derive_accel_ddim_phi_psi_startup())
     for variant in acc.ACCEL_DDPM_VARIANTS:
-        check(papers._accel_module("ddpm", variant), acc.derive_accel_ddpm(variant))
-    for part in acc.ACCEL_SDE_PARTS:
-        for momentum in acc.ACCEL_SDE_MOMENTA:
-            check(papers._cached_accel_sde(part, momentum), acc.derive_accel_sde(part, momentum))
+        name = "accel-ddpm" if variant == acc.ACCEL_DDPM_VARIANTS[0] else f"accel-ddpm:{variant}"
+        check(modules(name)[-1], acc.derive_accel_ddpm(variant))
+    for momentum in acc.ACCEL_SDE_MOMENTA:
+        name = "accel-sde" if momentum == acc.ACCEL_SDE_MOMENTA[0] else f"accel-sde:{momentum}"
+        startup, base = modules(name)
+        check(startup, acc.derive_accel_sde("startup", momentum))
+        check(base, acc.derive_accel_sde("base", momentum))
+        check(tableau_module(*_generated.SOLVERS[name][2]), acc.derive_accel_sde("correction", momentum))
+    assert (accelerated.ACCEL_DDPM_VARIANTS, accelerated.ACCEL_SDE_MOMENTA) == (acc.ACCEL_DDPM_VARIANTS,
+                                                                                acc.ACCEL_SDE_MOMENTA)
     # the SEEDS keys (stochastic singlestep) are not registered as DPM-Solver(++) singlestep names
     assert not [n for n in solver_names() if "mirrored" in n or n.startswith(("dpmpp-1s", "dpm-solver-1:"))]
+
+
+def test_name_tables_match_the_derivations():
+    """SOLVERS / SEEDS_VARIANTS / MULTISTEP_VARIANTS of the index are what diffsolve.codegen.names writes, every key
+    they use ships, and each registered name's full method carries the derivation's own name (aliases aside)."""
+    from diffsolve.symbolic.multistep import VARIANTS
+
+    assert _generated.SOLVERS == names.solvers(catalog.CATALOG)
+    assert _generated.SEEDS_VARIANTS == names.seeds_variants()
+    assert _generated.MULTISTEP_VARIANTS == {v: None if r is None else tuple(sorted(r)) for v, r in VARIANTS.items()}
+    aliases = {"ddim": "dpmpp-1m", "ddpm": "dpmpp-1m-sde", "dpm-solver-1": "dpm-solver-1m"}
+    for name, (family, levels, clip) in _generated.SOLVERS.items():
+        assert set(levels) | ({clip} if clip else set()) <= set(catalog.CATALOG), name
+        full = _generated.load(levels[-1])
+        assert full.NAME == aliases.get(name, name.split(":")[0]), (name, full.NAME)
+        assert len(levels) == full.HISTORY + 1  # one module per warm-up level
+    for (k, combine, prediction, noise), key in _generated.SEEDS_VARIANTS.items():
+        assert catalog.derive(key).key == key and key[1:4] == (k, prediction, True)
 
 
 def test_catalog_keys_are_unique_and_rederive():

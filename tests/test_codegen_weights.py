@@ -1,5 +1,6 @@
-"""Generated coefficient builders vs 40-digit quadrature of the defining integrals (spec §8 step 9 (i), V-17),
-the h = inf final step, fill vs fill_jit, and the no-division-by-h rule."""
+"""Generated coefficient builders vs 40-digit quadrature of the defining integrals
+(docs/algorithms/exponential_integrators.md §8 step 9 (i); docs/verification.md), the h = inf final step, and the
+no-division-by-h rule."""
 
 import re
 
@@ -22,14 +23,14 @@ def _module(k, prediction, sde, tmp_path_factory):
         return load(generate(derive_multistep(k, prediction, sde), tmp_path_factory.mktemp("gen")))
 
 
-def _fill(m, h, r, eta=None, la=None, ls=None, python=True):
+def _fill(m, h, r, eta=None, la=None, ls=None):
     n, S, M, Q = len(h), m.STAGES, m.HISTORY, m.NOISES
     la = np.zeros((n, S + 1)) if la is None else la
     ls = np.zeros((n, S + 1)) if ls is None else ls
     params = np.array([eta] if m.PARAMS else [], dtype=float)
     out = (np.full((n, S + 1), np.nan), np.full((n, S + 1, S), np.nan), np.full((n, S + 1, M), np.nan),
            np.full((n, S + 1, Q), np.nan))
-    (m.fill if python else m.fill_jit)(np.asarray(h, float), np.asarray(r, float).reshape(n, M), la, ls, params, *out)
+    m.fill(np.asarray(h, float), np.asarray(r, float).reshape(n, M), la, ls, params, *out)
     return out
 
 
@@ -81,36 +82,16 @@ def test_weights_match_quadrature(k, prediction, sde, tmp_path_factory):
     assert worst <= 1e-15, worst
 
 
-def test_jit_matches_python():
-    for key in (("multistep", 3, "data", True, "exact"), ("singlestep", 3, "eps", False, "interp")):
-        m = load_shipped(key)
-        n = 7
-        h = 10 ** RNG.uniform(-8, 1, n)
-        r = RNG.uniform(0.5, 2, (n, m.HISTORY))
-        la, ls = -RNG.uniform(0, 3, (n, m.STAGES + 1)), -RNG.uniform(0, 3, (n, m.STAGES + 1))
-        params = np.array(m.DEFAULTS)
-        outs = []
-        for fn in (m.fill, m.fill_jit):
-            arrays = (np.zeros((n, m.STAGES + 1)), np.zeros((n, m.STAGES + 1, m.STAGES)),
-                      np.zeros((n, m.STAGES + 1, m.HISTORY)), np.zeros((n, m.STAGES + 1, m.NOISES)))
-            fn(h, r, la, ls, params, *arrays)
-            outs.append(arrays)
-        for a, b in zip(*outs):
-            np.testing.assert_allclose(a, b, rtol=4e-16, atol=0)
-        r = np.ones(m.HISTORY)
-        assert m.fractions(params, r) == pytest.approx(m.fractions_jit(params, r))
-
-
 @pytest.mark.parametrize("sde, eta", [(False, None), (True, 1.0), (True, 0.5), (True, 0.0)])
 def test_final_step_to_sigma_zero(sde, eta):
-    # spec §3.8 / V-10d: h = inf, log sigma_end = -inf: x_t = alpha_t D (Phi -> 0, psi_0 -> 1, no noise)
+    # docs/algorithms/exponential_integrators.md §3.8: h = inf, log sigma_end = -inf: x_t = alpha_t D (Phi -> 0,
+    # psi_0 -> 1, no noise)
     m = load_shipped(("multistep", 1, "data", sde, "exact"))
     la = np.array([[-0.7, -0.01]])
     ls = np.array([[-0.3, -np.inf]])
-    for fill in (True, False):
-        A, B, E, C = _fill(m, [np.inf], np.zeros((1, 0)), eta, la, ls, python=fill)
-        assert A[0, 1] == 0.0 and B[0, 1, 0] == pytest.approx(np.exp(-0.01), rel=1e-15)
-        assert np.all(np.isfinite(C)) and np.all(C == 0.0)
+    A, B, E, C = _fill(m, [np.inf], np.zeros((1, 0)), eta, la, ls)
+    assert A[0, 1] == 0.0 and B[0, 1, 0] == pytest.approx(np.exp(-0.01), rel=1e-15)
+    assert np.all(np.isfinite(C)) and np.all(C == 0.0)
 
 
 def test_no_division_by_h_in_generated_bodies():

@@ -1,4 +1,4 @@
-"""Grid density propagation (verification.md §2) against Monte Carlo, and its convergence for ddpm."""
+"""Grid density propagation (docs/verification.md §2) against Monte Carlo, and its convergence for ddpm."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import pytest
 import diffsolve as ds
 from diffsolve.accuracy.density import DensityGrid, propagate_density, tv_distance
 from diffsolve.targets import GaussianMixture
+from helpers import VP
 
-TARGET = GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [0.02, 0.02])  # accelerated.md C.3
-VP = ds.get_schedule("vp-linear")
+TARGET = GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [0.02, 0.02])  # docs/algorithms/accelerated.md C.3
 
 
 def _run(steps, size=1200):

@@ -1,4 +1,5 @@
-"""ds.derive and `diffsolve derive`: a new order on demand, symbolically checked, cached, usable by sample."""
+"""ds.derive and `diffsolve derive`: a new order on demand, symbolically checked, cached, usable by sample;
+the command prints from the generated module it loaded (no second derivation)."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 import diffsolve as ds
 from diffsolve.cli import main
-from diffsolve.solvers import generated
+from diffsolve.solvers import modules
 from diffsolve.targets import from_spec
 
 VP = ds.get_schedule("vp-linear")
@@ -18,9 +19,9 @@ ORDER_SETUP = {"t_max": float(VP.t_of_lam(-2.5)), "t_min": float(VP.t_of_lam(3.0
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFSOLVE_CACHE_DIR", str(tmp_path))
-    generated.tableau_module.cache_clear()
+    modules.tableau_module.cache_clear()
     yield tmp_path
-    generated.tableau_module.cache_clear()
+    modules.tableau_module.cache_clear()
 
 
 def test_derive_order_6_samples_and_measures_6(cache):
@@ -37,7 +38,7 @@ def test_derive_order_6_samples_and_measures_6(cache):
 def test_second_derive_reuses_the_cache(cache, monkeypatch):
     first = ds.derive("dpmpp-multistep", 6)
     files = sorted(p.name for p in cache.iterdir())
-    generated.tableau_module.cache_clear()
+    modules.tableau_module.cache_clear()
 
     def no_derivation(*args, **kwargs):
         raise AssertionError("derived again instead of loading the cached module")
@@ -66,6 +67,30 @@ def test_cli_derive_json(cache, capsys):
     assert out["name"] == "dpmpp-5m-sde" and out["order"] == 2 and out["noises"] == 1
     assert out["module"].endswith(".py")
     assert "C[1,0]" in out["coefficients"] and "eta" in out["coefficients"]["C[1,0]"]
+
+
+def test_cli_derive_prints_from_the_loaded_module(cache, capsys, monkeypatch, tmp_path):
+    """A shipped order: the coefficients are the module's COEFFICIENTS, nothing is derived, --out copies it."""
+    import diffsolve.codegen.catalog
+    from diffsolve.solvers.modules import tableau_module
+
+    def no_derivation(*args, **kwargs):
+        raise AssertionError("derived the tableau again to print it")
+
+    monkeypatch.setattr(diffsolve.codegen.catalog, "derive", no_derivation)
+    monkeypatch.setattr("diffsolve.symbolic.multistep.derive_multistep", no_derivation)
+    out_dir = tmp_path / "out"
+    assert main(["derive", "dpmpp-multistep", "--order", "3", "--variant", "published", "--json", "--out",
+                 str(out_dir)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    module = tableau_module("multistep", 3, "data", False, "published")
+    assert out["coefficients"] == module.COEFFICIENTS and out["order"] == module.ORDER == 2
+    assert out["module"].startswith(str(out_dir)) and module.CONTENT_HASH[:16] in out["module"]
+    copied = open(out["module"], encoding="utf-8").read()
+    assert copied == open(module.__file__, encoding="utf-8").read()
+    assert main(["derive", "dpm-solver-singlestep", "--order", "3", "--latex", "--json"]) == 0
+    latex = json.loads(capsys.readouterr().out)["coefficients"]
+    assert latex == tableau_module("singlestep", 3, "eps", False, "interp").COEFFICIENTS_LATEX
 
 
 def test_cli_derive_latex_and_schedule(cache, capsys):

@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 import diffsolve as ds
-from diffsolve.targets import from_spec
-
-VP = ds.get_schedule("vp-linear")
+from helpers import GAUSSIAN_D8, VP, order_setup
 
 
 def test_em_coefficients_match_the_scaled_sde():
@@ -34,6 +32,5 @@ def test_em_agrees_with_the_exact_first_order_step_to_first_order():
 def test_em_eta_parameter_and_weak_order():
     s = ds.get_solver("euler-maruyama", eta=0.5)
     assert s.eta == 0.5
-    study = ds.order_study(s, from_spec("gaussian:d=8"), VP, steps=[128, 256, 512], spacing="karras",
-                           t_max=float(VP.t_of_lam(-2.5)), t_min=float(VP.t_of_lam(3.0)))
+    study = ds.order_study(s, GAUSSIAN_D8, VP, **order_setup(VP, steps=(128, 256, 512)))
     assert abs(study.order - 1.0) <= 0.3, study.table()

@@ -1,5 +1,5 @@
 """Tests of diffsolve.noise: Philox4x32-10 known answers, the keying convention, normal statistics, execution-layout
-invariance, the virtual Brownian tree (verification.md §5.2) and input validation."""
+invariance, the virtual Brownian tree (docs/verification.md §5.2) and input validation."""
 
 import math
 import os
@@ -181,7 +181,7 @@ def test_normals_uncorrelated(big_batch):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Execution-layout invariance (verification.md §5.2 item 5).
+# Execution-layout invariance (docs/verification.md §5.2 item 5).
 
 
 def test_batch_split_permutation_and_dim_invariance():
@@ -272,7 +272,7 @@ def test_cuda_kernel_in_simulator_matches_cpu():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Brownian tree (verification.md §5.2 items 1-5).
+# Brownian tree (docs/verification.md §5.2 items 1-5).
 
 N_PATHS = 20_000
 

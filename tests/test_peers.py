@@ -112,7 +112,8 @@ def test_matches_diffusers_update_formulas_in_float64(name, variant, order, algo
 
 
 def test_published_3m_differs_from_exact_3m():
-    """The published 3M halves the second-difference term (spec §3.6): the exact weights must not match it."""
+    """The published 3M halves the second-difference term (docs/algorithms/exponential_integrators.md §3.6): the
+    exact weights must not match it."""
     x_init = np.random.default_rng(1).standard_normal((64, TARGET.dim))
     grid, theirs = _diffusers_run(25, x_init, 3)
     ours = _ours(ds.get_solver("dpmpp-3m"), grid, x_init)

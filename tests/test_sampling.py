@@ -6,14 +6,13 @@ import pytest
 import diffsolve as ds
 from diffsolve.accuracy import exact_error, initial_law, propagate, reverse_process_law
 from diffsolve.targets import Gaussian, from_spec
-
-VP = ds.get_schedule("vp-linear")
+from helpers import GAUSSIAN_D8, ORDER_SETUP, VP, parametrize_solvers, solver
 
 
 def test_ddpm_step_is_the_posterior_of_the_forward_process():
-    """Spec seeds.md §6.2(1): VP alpha_s = 0.3 -> alpha_t = 0.8 gives x coefficient 0.148352, D coefficient
+    """docs/algorithms/seeds.md §6.2(1): VP alpha_s = 0.3 -> alpha_t = 0.8 gives x coefficient 0.148352, D coefficient
     0.755495 and variance 0.339973."""
-    s = ds.get_schedule("vp-linear")
+    s = VP
     t_s, t_t = s.t_of_lam(np.log(0.3 / np.sqrt(1 - 0.09))), s.t_of_lam(np.log(0.8 / np.sqrt(1 - 0.64)))
     table = ds.get_solver("ddpm").table(s, np.array([t_s, t_t]))
     assert table.A[0, 1] == pytest.approx(0.148352, abs=1e-6)
@@ -28,7 +27,8 @@ def test_ddpm_step_is_the_posterior_of_the_forward_process():
 
 
 def test_ddim_step_is_alpha_D_plus_sigma_eps():
-    """DDIM: x_t = alpha_t D + sigma_t eps_hat with eps_hat = (x_s - alpha_s D)/sigma_s (spec §2.5)."""
+    """DDIM: x_t = alpha_t D + sigma_t eps_hat with eps_hat = (x_s - alpha_s D)/sigma_s
+    (docs/algorithms/exponential_integrators.md §2.5)."""
     grid = np.array([0.8, 0.3])
     table = ds.get_solver("ddim").table(VP, grid)
     a_s, a_t, s_s, s_t = VP.alpha(0.8), VP.alpha(0.3), VP.sigma(0.8), VP.sigma(0.3)
@@ -91,7 +91,8 @@ def test_same_seed_same_sample_whatever_the_batch_split():
 
 
 def test_final_step_to_sigma_zero_is_the_denoiser():
-    """A grid ending at sigma = 0 (lam = +inf) ends with x = D(x, t_prev) for ddim and ddpm (spec §3.8)."""
+    """A grid ending at sigma = 0 (lam = +inf) ends with x = D(x, t_prev) for ddim and ddpm
+    (docs/algorithms/exponential_integrators.md §3.8)."""
     s = ds.get_schedule("edm")
     tgt = from_spec("gaussian:d=3")
     grid = np.concatenate([ds.time_grid(s, 8, "karras"), [0.0]])
@@ -102,7 +103,8 @@ def test_final_step_to_sigma_zero_is_the_denoiser():
 
 
 def test_flow_schedule_from_pure_noise_data_form():
-    """The first step from alpha = 0 (flow at t = 1) is finite in data prediction (spec §5.3)."""
+    """The first step from alpha = 0 (flow at t = 1) is finite in data prediction
+    (docs/algorithms/exponential_integrators.md §5.3)."""
     s = ds.get_schedule("flow")
     tgt = from_spec("gaussian:d=2")
     grid = ds.time_grid(s, 30, "time", t_max=1.0)
@@ -127,43 +129,38 @@ def test_samples_approach_target_on_every_schedule(schedule):
     assert err40 < 0.6 * err20  # first order: halving the step halves the error
 
 
-# Order tests run on lam in [-2.5, 3] (spec §7) on a Karras grid, fitted over 64, 128, 256 steps (the
-# asymptotic regime).  Over the whole VP range the Gaussian denoiser's lam-derivatives vanish at both ends, the
-# leading global error term telescopes, and odd-order multistep methods look superconvergent on uniform grids;
-# on uniform lam-grids some noise-prediction methods also show a sign change of the error at moderate N.
-ORDER_SETUP = {"t_max": float(VP.t_of_lam(-2.5)), "t_min": float(VP.t_of_lam(3.0)), "spacing": "karras",
-               "steps": [64, 128, 256]}
+# Order tests run on lam in [-2.5, 3] (docs/algorithms/exponential_integrators.md §7) on a Karras grid, fitted
+# over 64, 128, 256 steps (the asymptotic regime; helpers.ORDER_SETUP).  Over the whole VP range the Gaussian
+# denoiser's lam-derivatives vanish at both ends, the leading global error term telescopes, and odd-order
+# multistep methods look superconvergent on uniform grids; on uniform lam-grids some noise-prediction methods also
+# show a sign change of the error at moderate N.
 REGISTRY_ORDER_CASES = ["ddim", "ddpm", "dpmpp-1m", "dpmpp-2m", "dpmpp-3m", "dpmpp-4m", "dpmpp-5m", "dpmpp-2m-sde",
                         "dpmpp-3m-sde", "dpm-solver-1", "dpm-solver-2", "dpm-solver-3", "dpmpp-2s", "dpmpp-3s",
                         "dpm-solver-2m", "dpm-solver-3m", "dpm-solver-1m-sde", "dpm-solver-2m-sde",
                         "dpmpp-2m:published", "dpmpp-3m:published"]
 
 
-def _solver(name):
-    base, _, variant = name.partition(":")
-    return ds.get_solver(base, variant=variant or None)
-
-
-@pytest.mark.parametrize("name", sorted(set(ds.solvers.solver_names()) | set(REGISTRY_ORDER_CASES)))
+@parametrize_solvers("name", extra=REGISTRY_ORDER_CASES)
 def test_declared_order_through_registry(name):
     """Registry solvers: exact-law W2 on an anisotropic Gaussian, slope within ±0.3 of the declared order
     (exact history start, no lower-order final step)."""
-    solver = _solver(name)
-    study = ds.order_study(solver, from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
-    assert abs(study.order - solver.order) <= 0.3, study.table()
+    s = solver(name)
+    study = ds.order_study(s, GAUSSIAN_D8, VP, **ORDER_SETUP)
+    assert abs(study.order - s.order) <= 0.3, study.table()
 
 
 @pytest.mark.parametrize("name,order", [(f"dpmpp-{k}m", k) for k in range(1, 6)] + [("dpm-solver-2", 2), ("dpm-solver-3", 3)])
 def test_issue_acceptance_orders(name, order):
     """dpmpp-{k}m, k = 1..5, and dpm-solver-2/3 within ±0.3 of their orders in exact W2."""
-    study = ds.order_study(name, from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
+    study = ds.order_study(name, GAUSSIAN_D8, VP, **ORDER_SETUP)
     assert abs(study.order - order) <= 0.3, study.table()
 
 
 def test_published_3m_is_second_order_and_exact_3m_third():
-    """spec §3.6: the published 3M halves the second-difference term and measures 2, the exact weights 3."""
-    pub = ds.order_study(ds.get_solver("dpmpp-3m", variant="published"), from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
-    exact = ds.order_study("dpmpp-3m", from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
+    """docs/algorithms/exponential_integrators.md §3.6: the published 3M halves the second-difference term and
+    measures 2, the exact weights 3."""
+    pub = ds.order_study(ds.get_solver("dpmpp-3m", variant="published"), GAUSSIAN_D8, VP, **ORDER_SETUP)
+    exact = ds.order_study("dpmpp-3m", GAUSSIAN_D8, VP, **ORDER_SETUP)
     assert abs(pub.order - 2) < 0.3 and abs(exact.order - 3) < 0.3
     assert exact.errors[-1] < 0.1 * pub.errors[-1]
 
@@ -171,7 +168,7 @@ def test_published_3m_is_second_order_and_exact_3m_third():
 @pytest.mark.parametrize("name", ["ddim", "ddpm"])
 def test_first_order_solvers_measure_one(name):
     """Acceptance: ddim and ddpm measure order 1 ± 0.15 in exact W2 on an anisotropic Gaussian."""
-    study = ds.order_study(name, from_spec("gaussian:d=8"), VP, steps=[16, 32, 64, 128])
+    study = ds.order_study(name, GAUSSIAN_D8, VP, steps=[16, 32, 64, 128])
     assert abs(study.order - 1.0) <= 0.15, study.table()
     assert all(0.8 < p < 1.2 for p in study.local_orders)
 
@@ -188,10 +185,11 @@ def test_order_study_metrics_and_plot(tmp_path):
 
 
 def test_order_condition_of_3s_is_enforced_by_the_registry():
-    """3S is third order only for c2 = 2/3 (spec §4.4); other stage fractions declare the generic order 2."""
+    """3S is third order only for c2 = 2/3 (docs/algorithms/exponential_integrators.md §4.4); other stage
+    fractions declare the generic order 2."""
     s = ds.get_solver("dpm-solver-3")
     assert s.order == 3 and s.with_params(c1=0.25).order == 3 and s.with_params(c2=0.6).order == 2
-    measured = ds.order_study(s.with_params(c2=0.6), from_spec("gaussian:d=8"), VP, **ORDER_SETUP)
+    measured = ds.order_study(s.with_params(c2=0.6), GAUSSIAN_D8, VP, **ORDER_SETUP)
     assert abs(measured.order - 2) <= 0.3, measured.table()
 
 

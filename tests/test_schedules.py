@@ -9,8 +9,8 @@ import sympy as sp
 
 import diffsolve as ds
 from diffsolve.schedules import DiscreteSchedule
-
-CATALOG = ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou", "discrete"]
+from helpers import CATALOG_SCHEDULES as CATALOG
+from helpers import CONTINUOUS_SCHEDULES
 
 
 def probe_times(s, n=4000):
@@ -47,7 +47,7 @@ def test_lam_decreasing_and_g2_positive(name):
     assert np.all(s.dlam_dt(t) < 0)
 
 
-@pytest.mark.parametrize("name", ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou"])
+@pytest.mark.parametrize("name", CONTINUOUS_SCHEDULES)
 def test_f_and_g2_match_finite_differences(name):
     """f = d log alpha/dt and g^2 = d sigma^2/dt - 2 f sigma^2 against 5-point central differences."""
     s = ds.get_schedule(name)
@@ -63,9 +63,10 @@ def test_f_and_g2_match_finite_differences(name):
     np.testing.assert_allclose(s.dlam_dt(t), deriv(s.lam), rtol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou"])
+@pytest.mark.parametrize("name", CONTINUOUS_SCHEDULES)
 def test_symbolic_identities(name):
-    """g^2 = d sigma^2/dt - 2 f sigma^2 = -2 sigma^2 dlam/dt holds symbolically (spec V-01, V-11a)."""
+    """g^2 = d sigma^2/dt - 2 f sigma^2 = -2 sigma^2 dlam/dt holds symbolically
+    (docs/algorithms/exponential_integrators.md Appendix A, V-01, V-11a)."""
     c = ds.get_schedule(name).calculus
     t = sp.Symbol("t", positive=True)
     sig2 = sp.exp(2 * c.log_sigma)
@@ -91,7 +92,8 @@ def test_vp_linear_matches_high_precision_reference():
         ell = -mp.mpf("19.9") * mp.mpf(t) ** 2 / 4 - mp.mpf("0.1") * mp.mpf(t) / 2
         lam = ell - mp.log(1 - mp.exp(2 * ell)) / 2
         assert abs(float(s.lam(t)) - float(lam)) <= 1e-15 * max(1.0, abs(float(lam)))
-    assert s.lam(1.0) == pytest.approx(-5.025, abs=5e-4)  # spec §5.1 endpoint values
+    # endpoint values of docs/algorithms/exponential_integrators.md §5.1
+    assert s.lam(1.0) == pytest.approx(-5.025, abs=5e-4)
     assert s.lam(1e-3) == pytest.approx(4.558, abs=5e-4)
 
 
@@ -106,7 +108,7 @@ def test_from_expr_copy_of_vp_linear_agrees_with_catalog():
     assert user.has_closed_form_inverse and user.variance_preserving
 
 
-def test_design_example_expression_is_vp_linear_with_beta_max_20_1():
+def test_readme_example_expression_is_vp_linear_with_beta_max_20_1():
     user = ds.Schedule.from_expr(alpha="exp(-5*t**2 - t/20)", sigma="sqrt(1 - exp(-10*t**2 - t/10))")
     cat = ds.get_schedule("vp-linear", beta_min=0.1, beta_max=20.1)
     t = np.geomspace(1e-5, 1, 500)
@@ -139,7 +141,8 @@ def test_discrete_schedule_matches_cumprod_and_inverts():
     np.testing.assert_allclose(s.alpha(n / 1000) ** 2, alphas_cumprod, rtol=1e-12)
     t = np.linspace(1e-3, 1.0, 11000)
     assert np.max(np.abs(s.t_of_lam(s.lam(t)) - t)) < 1e-15 * 8
-    assert s.lam(1.0) == pytest.approx(-5.06, abs=0.01)  # spec V-12 range
+    # the lam range of docs/algorithms/exponential_integrators.md V-12 (§5.4)
+    assert s.lam(1.0) == pytest.approx(-5.06, abs=0.01)
     # f is the slope of the segment: piecewise constant
     assert s.f(0.1005) == pytest.approx((s.log_alpha(0.101) - s.log_alpha(0.1)) / 0.001, rel=1e-9)
 
@@ -192,7 +195,7 @@ def test_catalog_schedules_do_not_import_sympy():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("name", ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou"])
+@pytest.mark.parametrize("name", CONTINUOUS_SCHEDULES)
 def test_generated_functions_match_a_fresh_derivation(name):
     """The printed functions (float parameters) agree with lambdified expressions of the SymPy calculus."""
     from diffsolve.symbolic import schedule as calc

@@ -1,4 +1,5 @@
-"""Stage-noise covariance (seeds.md §1.5, §2.1, §6.1, §6.3): Ito isometry, Cholesky = OU recursion, rule B."""
+"""Stage-noise covariance (docs/algorithms/seeds.md §1.5, §2.1, §6.1, §6.3): Ito isometry, Cholesky = OU recursion,
+rule B."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from diffsolve.symbolic import symbols as sy
 
 h, eta, c1, c2 = sy.h, sy.eta, sy.c1, sy.c2
 
-# seeds.md §6.3: h = 0.7, r = 0.3, eta = 1: Var N_1, Var N_t, Cov exact (A), Cov mirrored (B)
+# docs/algorithms/seeds.md §6.3: h = 0.7, r = 0.3, eta = 1: Var N_1, Var N_t, Cov exact (A), Cov mirrored (B)
 REFERENCE = {"data": (0.342953, 0.753403, 0.210102, 0.375187), "eps": (0.521962, 3.055200, 0.852006, 1.149893)}
 
 
@@ -60,7 +61,8 @@ def test_mirrored_equals_exact_for_equal_subintervals(prediction):
 
 
 def test_variance_telescoping_and_marginals():
-    # seeds.md §6.1: the OU transfer composes the variances exactly; marginals 1 - e^{-2 eta f h}, eta (e^{2 f h} - 1)
+    # docs/algorithms/seeds.md §6.1: the OU transfer composes the variances exactly; marginals 1 - e^{-2 eta f h},
+    # eta (e^{2 f h} - 1)
     marginals = {"data": lambda f: 1 - sp.exp(-2 * eta * f * h), "eps": lambda f: eta * (sp.exp(2 * f * h) - 1)}
     for prediction, marginal in marginals.items():
         cov = cv.ito_covariance((c1, 1), prediction)

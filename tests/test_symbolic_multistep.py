@@ -1,5 +1,5 @@
-"""Multistep derivation (spec §3, §8): exactness for k = 1..6, closed forms k = 2, 3, published differences
-(V-06a/b/c), derivative form (V-05), reductions (V-03, V-10c), self-checks that fail when they should."""
+"""Multistep derivation (docs/algorithms/exponential_integrators.md §3, §8): exactness for k = 1..6, closed forms
+k = 2, 3, published differences (V-06a/b/c), derivative form (V-05), reductions (V-03, V-10c), self-checks that fail when they should."""
 
 import pytest
 import sympy as sp
@@ -74,7 +74,8 @@ def test_closed_forms_k2_k3():
 
 
 def test_written_out_k2_and_sde_factors():
-    # spec §3.4: ODE W_0 = (1 - e^-h) + (h - 1 + e^-h)/(h r_1); reverse SDE (eta = 1) with Z = 2h
+    # docs/algorithms/exponential_integrators.md §3.4: ODE W_0 = (1 - e^-h) + (h - 1 + e^-h)/(h r_1); reverse SDE
+    # (eta = 1) with Z = 2h
     W = multistep_weights(2)
     assert sp.simplify(W[0].rewrite(sp.exp) - ((1 - sp.exp(-h)) + (h - 1 + sp.exp(-h)) / (h * r1))) == 0
     Ws = [w.subs(eta, 1) for w in multistep_weights(2, "data", True)]
@@ -158,8 +159,8 @@ def test_history_limit_matches_sympy_limit():
 
 
 def test_first_order_is_ddpm_posterior():
-    # seeds.md §6.2(1): VP, alpha_s = 0.3, alpha_t = 0.8, eta = 1: x-coefficient 0.148352, D-coefficient 0.755495,
-    # variance 0.339973 (the DDPM posterior q(x_t | x_s, x0))
+    # docs/algorithms/seeds.md §6.2(1): VP, alpha_s = 0.3, alpha_t = 0.8, eta = 1: x-coefficient 0.148352,
+    # D-coefficient 0.755495, variance 0.339973 (the DDPM posterior q(x_t | x_s, x0))
     tab = derive_multistep(1, "data", True)
     a_s, a_t = sp.Float("0.3", 30), sp.Float("0.8", 30)
     s_s, s_t = sp.sqrt(1 - a_s**2), sp.sqrt(1 - a_t**2)

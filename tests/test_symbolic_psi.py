@@ -1,4 +1,4 @@
-"""Moment functions psi_q / psi~_q as SymPy objects (spec §3.2, V-04a, V-09)."""
+"""Moment functions psi_q / psi~_q as SymPy objects (docs/algorithms/exponential_integrators.md §3.2, V-04a, V-09)."""
 
 import mpmath
 import pytest
@@ -19,7 +19,7 @@ def test_closed_form_equals_defining_integral(M, q):
 
 
 def test_closed_forms_of_the_spec():
-    # hand-typed references of spec §3.2
+    # hand-typed references of docs/algorithms/exponential_integrators.md §3.2
     refs = {
         Psi(0, z): 1 - sp.exp(-z),
         Psi(1, z): 1 - (1 - sp.exp(-z)) / z,
@@ -33,7 +33,8 @@ def test_closed_forms_of_the_spec():
 
 
 def test_code_names_of_peers():
-    # spec §3.6: phi_1 = expm1(-h) = -psi_0, phi_2 = expm1(-h)/h + 1 = psi_1, phi_2/h - 1/2 = -psi_2 (data side)
+    # docs/algorithms/exponential_integrators.md §3.6: phi_1 = expm1(-h) = -psi_0, phi_2 = expm1(-h)/h + 1 = psi_1,
+    # phi_2/h - 1/2 = -psi_2 (data side)
     phi1 = sp.exp(-h) - 1
     phi2 = phi1 / h + 1
     assert sp.simplify(phi1 + Psi(0, h).closed_form()) == 0

@@ -1,4 +1,5 @@
-"""Singlestep tableaux vs spec §4 tables (V-07a-e), order conditions, SEEDS reductions (seeds.md §6.2)."""
+"""Singlestep tableaux vs the tables of docs/algorithms/exponential_integrators.md §4 (V-07a-e), order conditions,
+SEEDS reductions (docs/algorithms/seeds.md §6.2)."""
 
 import pytest
 import sympy as sp
@@ -123,7 +124,8 @@ def test_order_one_is_ddim():
 @pytest.mark.parametrize("order", [2, 3])
 @pytest.mark.parametrize("prediction", ["data", "eps"])
 def test_seeds_reduces_to_ode_at_eta_zero(order, prediction):
-    # seeds.md §6.2(4): with eta = 0 SEEDS-k is DPM-Solver(++) kS; the noise rows have the exact covariance
+    # docs/algorithms/seeds.md §6.2(4): with eta = 0 SEEDS-k is DPM-Solver(++) kS; the noise rows have the exact
+    # covariance
     sde = derive_singlestep(order, prediction, "published", sde=True)
     ode = derive_singlestep(order, prediction, "published")
     zero = sde.substitute({eta: 0})

@@ -7,8 +7,9 @@ from scipy import stats
 import diffsolve as ds
 from diffsolve import predictions
 from diffsolve.targets import Gaussian, GaussianMixture, from_spec
+from helpers import CONTINUOUS_SCHEDULES, VP
 
-SCHEDULES = ["vp-linear", "vp-cosine", "ve", "edm", "flow", "ou"]
+SCHEDULES = CONTINUOUS_SCHEDULES
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def test_conversions_round_trip_exactly(name, kind):
 
 
 def test_conversion_formulas_flow_schedule():
-    """Flow schedule: u = eps - D, D = x - t u, eps = x + (1 - t) u (spec §1.3)."""
+    """Flow schedule: u = eps - D, D = x - t u, eps = x + (1 - t) u
+    (docs/algorithms/exponential_integrators.md §1.3)."""
     s = ds.get_schedule("flow")
     t = 0.3
     rng = np.random.default_rng(1)
@@ -44,8 +46,8 @@ def test_conversion_formulas_flow_schedule():
 
 
 def test_pf_ode_drift_equals_flow_prediction(gmm):
-    """f x - 1/2 g^2 score = alpha' D + sigma' eps = u (spec §1.3)."""
-    s = ds.get_schedule("vp-linear")
+    """f x - 1/2 g^2 score = alpha' D + sigma' eps = u (docs/algorithms/exponential_integrators.md §1.3)."""
+    s = VP
     x = gmm.sample(20, seed=3, t=0.4, schedule=s)
     drift = s.f(0.4) * x - 0.5 * s.g2(0.4) * gmm.predict(x, 0.4, s, "score")
     np.testing.assert_allclose(drift, gmm.predict(x, 0.4, s, "flow"), rtol=1e-10)
@@ -65,7 +67,7 @@ def test_denoiser_is_tweedie(gmm, name):
 
 def test_marginal_matches_monte_carlo(gmm):
     """Exact marginal density vs a histogram of forward-noised data samples (1-D projections, KS test)."""
-    s = ds.get_schedule("vp-linear")
+    s = VP
     t = 0.3
     x0 = gmm.sample(200_000, seed=5)
     rng = np.random.default_rng(6)
@@ -83,7 +85,7 @@ def test_marginal_matches_monte_carlo(gmm):
 
 def test_logpdf_normalised_1d():
     g = GaussianMixture([0.3, 0.7], [[-1.0], [2.0]], [0.2, 0.5])
-    s = ds.get_schedule("vp-linear")
+    s = VP
     z = np.linspace(-12, 12, 20001)[:, None]
     for t in (None, 0.5):
         p = np.exp(g.logpdf(z, t, s if t else None))

@@ -1,4 +1,4 @@
-"""Closed-form distances between diagonal Gaussian laws (verification.md §1.4), summed over coordinates."""
+"""Closed-form distances between diagonal Gaussian laws (docs/verification.md §1.4), summed over coordinates."""
 
 from __future__ import annotations
 

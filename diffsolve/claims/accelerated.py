@@ -1,5 +1,6 @@
 """Accelerated samplers of Li et al. (ICML 2024, arXiv 2403.03852) and accel-sde, the reconstruction following Li &
-Cai's description (arXiv 2410.23285): the measurements of specs/accelerated.md Parts B.2 and C.
+Cai's description (arXiv 2410.23285): the measurements of docs/algorithms/accelerated.md
+Parts B.2 and C.
 
 Harness functions (also used by the tests):
 
@@ -51,8 +52,8 @@ def tau_grid(T: int, spacing: str = "time", t_min: float = 1e-3) -> np.ndarray:
 
 
 def c1_tv(solver, T: int, variant=None, target=C1_TARGET, spacing: str = "time") -> float:
-    """accelerated.md C.1: TV(law(Y_1), q_1) for a 1-D Gaussian target, exact start Y_T ~ q_T; solvers with
-    history start with their warm-up step (no exact history)."""
+    """docs/algorithms/accelerated.md C.1: TV(law(Y_1), q_1) for a 1-D Gaussian target, exact start Y_T ~ q_T;
+    solvers with history start with their warm-up step (no exact history)."""
     return _exact_tv(get_solver(solver, variant=variant), VP, tau_grid(T, spacing), target)
 
 
@@ -65,36 +66,35 @@ def _exact_tv(solver, schedule, grid, target) -> float:
         pad = np.zeros((1, 1 + solver.history, 1 + solver.history))
         pad[:, 0, 0] = cov[:, 0, 0]
         cov = pad
-    mean, cov = propagate(solver.table(schedule, grid), target, schedule, solver.prediction, mean, cov)
+    mean, cov = propagate(solver.program(schedule, grid), target, schedule, solver.prediction, mean, cov)
     m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
     return tv_1d(mean[0, 0], cov[0, 0, 0], m_ref[0], v_ref[0])
 
 
 def c3_tv(solver, T: int, variant=None, spacing: str = "time", size: int | None = None) -> float:
-    """accelerated.md C.3 / B.2.3: TV(law(Y_1), q_1) on the mixture, T grid points on [1e-2, 1], exact start, by
-    grid density propagation on ``size`` points of [-6, 6]: by default 3000, or 1024 (a 1024 x 1024 joint grid)
-    when the solver carries a history value or has two stages."""
+    """docs/algorithms/accelerated.md C.3 / B.2.3: TV(law(Y_1), q_1) on the mixture, T grid points on [1e-2, 1],
+    exact start, by grid density propagation on ``size`` points of [-6, 6]: by default 3000, or 1024 (a 1024 x 1024
+    joint grid) when the solver carries a history value or has two stages."""
     solver = get_solver(solver, variant=variant)
     grid = tau_grid(T, spacing, t_min=1e-2)
     g = DensityGrid(-6.0, 6.0, size or (1024 if solver.history or solver.stages > 1 else 3000))
     p0 = g.masses(lambda x: C3_TARGET.logpdf(x, grid[0], VP))
     q = g.masses(lambda x: C3_TARGET.logpdf(x, grid[-1], VP))
-    p = propagate_density(solver.table(VP, grid), C3_TARGET, VP, solver.prediction, g, p0)
+    p = propagate_density(solver.program(VP, grid), C3_TARGET, VP, solver.prediction, g, p0)
     return tv_distance(p, q)
 
 
 def mixture_run(c: float, T: int, n: int, seed: int = 1):
     """accel-sde (default member, clip constant ``c``) on the C.3 mixture: n exact-start samples through T grid
     points tau uniform on [1e-2, 1] (NumPy interpreter); returns (samples, clip events (steps, n))."""
-    from ..backends import numpy_backend
-    from ..models import ModelAdapter
+    from ..backends.numpy_backend import NumpyEngine
+    from ..sampling import sample
 
     grid = tau_grid(T, "time", t_min=1e-2)
     x0 = C3_TARGET.sample(n, seed=seed, t=grid[0], schedule=VP)
     events = []
-    table = get_solver("accel-sde", c=c).table(VP, grid)
-    x = numpy_backend.run(table, ModelAdapter(C3_TARGET, VP, "eps"), x0, seed=seed + 6, sample_index=np.arange(n),
-                          clip_events=events)
+    x = sample(get_solver("accel-sde", c=c), C3_TARGET, VP, grid, x_init=x0, seed=seed + 6,
+               backend=NumpyEngine(events=events))
     return x, np.array(events)
 
 
@@ -105,7 +105,8 @@ def clip_fractions(c: float, T: int, n: int = 200_000, seed: int = 1) -> float:
 
 
 def theory_betas(T: int, c0: float = 2.0, c1: float = 6.0) -> np.ndarray:
-    """The learning-rate schedule of the theory (spec A.1, [R]): beta_1 = T^-c0, beta_{t+1} = (c1 log T / T)
+    """The learning-rate schedule of the theory (docs/algorithms/accelerated.md A.1;
+    recalled from the paper, unverified): beta_1 = T^-c0, beta_{t+1} = (c1 log T / T)
     min(beta_1 (1 + c1 log T / T)^t, 1); needs c1 log T / T < 1."""
     rate = c1 * np.log(T) / T
     if not rate < 1:
@@ -115,8 +116,8 @@ def theory_betas(T: int, c0: float = 2.0, c1: float = 6.0) -> np.ndarray:
 
 
 def c2_tv(solver, T: int, variant=None, target=C1_TARGET) -> float:
-    """accelerated.md C.2: TV(law(Y_1), q_1) on the discrete chain of the theory schedule (every one of its T
-    steps, a DiscreteSchedule of those betas), exact start."""
+    """docs/algorithms/accelerated.md C.2: TV(law(Y_1), q_1) on the discrete chain of the theory schedule (every
+    one of its T steps, a DiscreteSchedule of those betas), exact start."""
     from ..schedules import DiscreteSchedule
 
     schedule = DiscreteSchedule(theory_betas(T), name="theory")
@@ -125,7 +126,8 @@ def c2_tv(solver, T: int, variant=None, target=C1_TARGET) -> float:
 
 class PerturbedGaussian(Gaussian):
     """A Gaussian target whose model has a fixed score error: eps_hat = eps* + delta (s = s* - delta /
-    sqrt(1 - abar)), still affine, so laws stay exactly Gaussian (spec A.5.4 / B.2.4 (5))."""
+    sqrt(1 - abar)), still affine, so laws stay exactly Gaussian (docs/algorithms/accelerated.md A.5.4 /
+    B.2.4 (5))."""
 
     def __init__(self, means, variances, delta: float):
         super().__init__(means, variances)
@@ -158,17 +160,18 @@ C1_SOLVERS = [
 def _c1(quick: bool) -> Result:
     Ts = [25, 50, 100, 200] if quick else [25, 50, 100, 200, 400, 800, 1600]
     rows, series = [], {}
-    for label, name, variant, params, spec in C1_SOLVERS:
+    for label, name, variant, params, ref in C1_SOLVERS:
         solver = get_solver(name, variant=variant, **params)
         errs = [c1_tv(solver, T) for T in Ts]
-        rows.append([label] + [fmt(e) for e in errs] + [f"{slope(Ts[-4:], errs[-4:]):.2f}", spec])
+        rows.append([label] + [fmt(e) for e in errs] + [f"{slope(Ts[-4:], errs[-4:]):.2f}", ref])
         series[label.replace("`", "")] = (Ts, errs)
     return Result(
         title="C.1 / B.2.3: Gaussian target N(1, 0.25), exact law, TV(law(Y_1), q_1) vs T",
         claim="accelerated ODE O(1/T^2) vs O(1/T) for DDIM (abstract); accelerated SDE: O(1/T) in TV, a 2-8x "
-              "constant over DDPM on smooth targets (spec C.1); " + SDE_NAME + ": TV slope <= -1.7 "
-              "(spec B.2.4). VP beta 0.1 -> 20, tau uniform on [1e-3, 1], exact start; slope on the last four T.",
-        columns=["sampler"] + [f"T={T}" for T in Ts] + ["slope", "spec (first ... last, slope)"],
+              "constant over DDPM on smooth targets (docs/algorithms/accelerated.md C.1); " + SDE_NAME + ": TV "
+              "slope <= -1.7 (docs/algorithms/accelerated.md B.2.4). VP beta 0.1 -> 20, tau uniform on [1e-3, 1], "
+              "exact start; slope on the last four T.",
+        columns=["sampler"] + [f"T={T}" for T in Ts] + ["slope", "documented (first ... last, slope)"],
         rows=rows, series=series, ylabel="TV(law(Y_1), q_1)",
     )
 
@@ -192,7 +195,7 @@ def _grids(quick: bool) -> Result:
     return Result(
         title=f"B.2.3: {SDE_NAME}, TV slopes on other grids and targets (exact law)",
         claim="the derived 'ratio' momentum keeps slope about -2 on every grid; 'constant' only on smooth grids "
-              "(spec: -1.02 / -1.07 on the alternating grid)",
+              "(documented in docs/algorithms/accelerated.md B.2.3: -1.02 / -1.07 on the alternating grid)",
         columns=["grid", "target"] + [m[0] for m in members], rows=rows,
         measured=f"slopes fitted on T = {Ts}",
     )
@@ -211,9 +214,10 @@ def _c3(quick: bool) -> Result:
             series[f"{label.replace('`', '')}, {spacing}"] = (Ts, errs)
     return Result(
         title="C.3 / B.2.3: mixture 1/2 N(-1, 0.02) + 1/2 N(1, 0.02), grid density propagation, TV vs T (equal NFE)",
-        claim="accel-ddpm 2-8x below DDPM at equal NFE (spec C.3); accel-sde below DDPM at every T, below accel-ddpm "
-              "for T >= 80 (ratio, logsnr grid) / T >= 320 (ratio, tau grid) / T >= 80 (constant, tau grid) "
-              "(spec B.2.4); only a = 0 keeps TV ~ 1/T^2 on a non-Gaussian target",
+        claim="accel-ddpm 2-8x below DDPM at equal NFE (docs/algorithms/accelerated.md C.3); accel-sde below DDPM "
+              "at every T, below accel-ddpm for T >= 80 (ratio, logsnr grid) / T >= 320 (ratio, tau grid) / "
+              "T >= 80 (constant, tau grid) "
+              "(docs/algorithms/accelerated.md B.2.4); only a = 0 keeps TV ~ 1/T^2 on a non-Gaussian target",
         columns=["sampler", "grid"] + [f"T={T}" for T in Ts], rows=rows, series=series,
         ylabel="TV(law(Y_1), q_1)",
         measured="accel-sde with its default clip c = 2, which the joint-grid harness applies exactly (it moves TV by "
@@ -233,15 +237,16 @@ def _c2(quick: bool) -> Result:
     Ts = [100, 200, 400] if quick else [100, 200, 400, 800, 1600, 3200]
     hT = [6 * np.log(T) / T for T in Ts]
     rows, series = [], {}
-    for label, name, variant, spec in C2_SOLVERS:
+    for label, name, variant, ref in C2_SOLVERS:
         errs = [c2_tv(name, T, variant) for T in Ts]
-        rows.append([label] + [fmt(e) for e in errs] + [f"{slope(Ts, errs):.2f} / {slope(hT, errs):+.2f}", spec])
+        rows.append([label] + [fmt(e) for e in errs] + [f"{slope(Ts, errs):.2f} / {slope(hT, errs):+.2f}", ref])
         series[label] = (hT, errs)
     return Result(
         title="C.2: the theory's own schedule (c0 = 2, c1 = 6), N(1, 0.25), exact law, TV vs T and vs h_T",
         claim="with the paper's schedule the rates carry log T factors: regress on h_T = c1 log T / T, where the slopes "
-              "show the orders (spec C.2; its first-step and fitting details are not stated, so slopes agree to ~0.1)",
-        columns=["sampler"] + [f"T={T}" for T in Ts] + ["slope vs T / vs h_T", "spec"], rows=rows, series=series,
+              "show the orders (docs/algorithms/accelerated.md C.2, which does not state the reference run's "
+              "first-step and fitting details, so slopes agree to ~0.1)",
+        columns=["sampler"] + [f"T={T}" for T in Ts] + ["slope vs T / vs h_T", "documented"], rows=rows, series=series,
         xlabel="h_T = c1 log T / T", ylabel="TV(law(Y_1), q_1)",
     )
 
@@ -253,15 +258,15 @@ CLIP_SPEC = {(2.0, 20): 3.6e-4, (2.0, 40): 6.6e-8, (2.0, 80): 0.0, (1.0, 20): 3.
 def _clip(quick: bool) -> Result:
     n = 100_000 if quick else 400_000
     rows = []
-    for (c, T), spec in CLIP_SPEC.items():
+    for (c, T), ref in CLIP_SPEC.items():
         if quick and T == 80:
             continue
-        rows.append([f"{c:g}", T, fmt(clip_fractions(c, T, n)), fmt(spec)])
+        rows.append([f"{c:g}", T, fmt(clip_fractions(c, T, n)), fmt(ref)])
     return Result(
         title=f"B.2.1: {SDE_NAME}, clip-event rate of the momentum cap on the C.3 mixture",
-        claim="the cap |sqrt(1 - abar) C_t| <= c sqrt(d) rarely acts at the default c = 2 (spec Monte Carlo, "
-              "4e5 samples)",
-        columns=["c", "T", "measured rate", "spec"], rows=rows,
+        claim="the cap |sqrt(1 - abar) C_t| <= c sqrt(d) rarely acts at the default c = 2 (documented Monte Carlo "
+              "in docs/algorithms/accelerated.md B.2.1, 4e5 samples)",
+        columns=["c", "T", "measured rate", "documented"], rows=rows,
         measured=f"Monte Carlo with {n} samples, rate per (sample, step) over the steps that carry a momentum",
     )
 

@@ -1,4 +1,5 @@
-"""SEEDS-1/2/3 (Gonzalez et al., NeurIPS 2023, arXiv 2305.14267): the measurements of specs/seeds.md §6.
+"""SEEDS-1/2/3 (Gonzalez et al., NeurIPS 2023, arXiv 2305.14267): the measurements of
+docs/algorithms/seeds.md §6.
 
 :func:`seeds_variance_error` is the §6.4 harness (also used by the tests): the variance error of the output law
 for data N(0, 1) on the EDM rho = 7 grid, by exact variance propagation.
@@ -24,7 +25,7 @@ EDM = get_schedule("edm", sigma_min=0.002, sigma_max=80.0)
 # exact-law order studies: a Karras grid on lam in [-2.5, 3] (where the test problem is not superconvergent)
 ORDER_SETUP = {"t_max": float(VP.t_of_lam(-2.5)), "t_min": float(VP.t_of_lam(3.0)), "spacing": "karras",
                "steps": [64, 128, 256]}
-# spec §6.4 columns: (solver, variant, params)
+# docs/algorithms/seeds.md §6.4 columns: (solver, variant, params)
 VARIANCE_COLUMNS = [("seeds-1", None, {}), ("seeds-2", "2a", {}), ("seeds-2", "2b", {}), ("seeds-3", "3a", {}),
                     ("seeds-2", "2b", {"c1": 0.3}), ("seeds-2", "2b-mirrored", {"c1": 0.3})]
 VARIANCE_SPEC = {
@@ -39,7 +40,7 @@ VARIANCE_SPEC = {
 
 def seeds_variance_error(n_points: int, name, variant=None, **params) -> float:
     """Var(x_N) - (1 + 0.002^2) for data N(0, 1), EDM rho = 7 grid of ``n_points`` levels over [0.002, 80], exact
-    start Var = 1 + 80^2, no final denoise (seeds.md §6.4), by exact variance propagation."""
+    start Var = 1 + 80^2, no final denoise (docs/algorithms/seeds.md §6.4), by exact variance propagation."""
     grid = grids.time_grid(EDM, n_points - 1, "karras", t_max=80.0, t_min=0.002)
     table = get_solver(name, variant=variant, **params).table(EDM, grid)
     _, cov = propagate(table, Gaussian([0.0], [1.0]), EDM, "data", np.zeros((1, 1)), np.full((1, 1, 1), 1 + 80.0**2))
@@ -55,7 +56,8 @@ def _variance(quick: bool) -> Result:
     cols = [f"{n}{':' + v if v else ''}{' c1=0.3' if p else ''}" for n, v, p in VARIANCE_COLUMNS]
     return Result(
         title="§6.4: variance error Var(x_N) - (1 + 0.002^2), data N(0, 1), EDM rho = 7 grid, exact propagation",
-        claim="the spec's table (in parentheses); the mirrored rule with r != 1/2 (last column) is weak order 1",
+        claim="the table of docs/algorithms/seeds.md §6.4 (in parentheses); the mirrored rule with r != 1/2 (last "
+              "column) is weak order 1",
         columns=["levels N"] + cols, rows=rows,
     )
 
@@ -121,8 +123,9 @@ def _nfe(quick: bool) -> Result:
 
 
 def mixture_tv(solver, steps: int, size: int = 1024) -> float:
-    """TV(law(x_N), q) on the two-mode mixture of accelerated.md C.3 (1/2 N(-1, 0.02) + 1/2 N(1, 0.02)), VP,
-    log-SNR grid of ``steps`` steps on [1e-2, 1], exact start, by grid density propagation (``size`` points)."""
+    """TV(law(x_N), q) on the two-mode mixture of docs/algorithms/accelerated.md C.3 (1/2 N(-1, 0.02) +
+    1/2 N(1, 0.02)), VP, log-SNR grid of ``steps`` steps on [1e-2, 1], exact start, by grid density propagation
+    (``size`` points)."""
     from .accelerated import c3_tv
 
     return c3_tv(solver, steps + 1, spacing="logsnr", size=size)

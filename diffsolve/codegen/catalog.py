@@ -1,11 +1,12 @@
-"""The shipped catalog of generated solver modules in ``diffsolve/_generated`` and its regeneration command.
+"""The shipped catalog of generated solver modules in ``diffsolve/_generated``: keys, derivations, the index.
 
-    python -m diffsolve.codegen.catalog            # regenerate every module and the index (byte-identical reruns)
-    python -m diffsolve.codegen.catalog --check    # exit 1 and name the stale files, write nothing
+    python -m diffsolve.codegen            # regenerate every module, the index and schedules.py (byte-identical)
+    python -m diffsolve.codegen --check    # exit 1 and name the stale files, write nothing
 
 Keys are (family, k, prediction, sde, variant) = ``SymbolicTableau.key``; ``derive(key)`` re-derives a tableau
 through the family registry (and checks that the tableau carries that key).  Besides the DPM-Solver(++) tableaux the
-catalog ships the paper solvers of :mod:`diffsolve.solvers.papers`, so their first use needs no SymPy:
+catalog ships the paper solvers (:mod:`diffsolve.solvers.seeds`, :mod:`diffsolve.solvers.accelerated`), so their
+first use needs no SymPy:
 
     SEEDS-k (k = 1, 2, 3)   ("singlestep", k, prediction, True, variant[-mirrored]): variant "published" (combine
                             1, 2a, 3a) or "interp" (2b, 3b), data/eps prediction, exact/mirrored stage noise
@@ -13,13 +14,15 @@ catalog ships the paper solvers of :mod:`diffsolve.solvers.papers`, so their fir
                             "phi-psi-startup", accel-ddpm "readme" / "ddpm-type", accel-sde "startup" / "base" /
                             "correction-ratio" / "correction-constant" (start-up and base do not depend on the
                             momentum rule)
-Regeneration is pinned to one SymPy version (``PINNED_SYMPY``): with another version the command refuses unless
-``--force`` is given, and the staleness test compares coefficient values instead of text.
+
+The index ``diffsolve/_generated/__init__.py`` holds INDEX (key -> module) and the name tables of
+:mod:`diffsolve.codegen.names` (SOLVERS, SEEDS_VARIANTS, MULTISTEP_VARIANTS).  Regeneration is pinned to one SymPy
+version (``PINNED_SYMPY``): with another version the command refuses unless ``--force`` is given, and the
+staleness test compares coefficient values instead of text.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -28,18 +31,18 @@ import sympy as sp
 from ..symbolic import accelerated as acc
 from ..symbolic.euler import derive_euler_maruyama
 from ..symbolic.multistep import derive_multistep
-from ..symbolic.seeds import COMBINES as SEEDS_COMBINES
-from ..symbolic.seeds import NOISE_RULES as SEEDS_NOISE_RULES
 from ..symbolic.singlestep import derive_singlestep
-from .emit import GENERATOR_VERSION, helper_module_source, module_source, module_stem, write_atomic
+from . import names
+from .emit import CATALOG_COMMAND, HEADER, helper_module_source, module_source, module_stem, write_atomic
 
-__all__ = ["CATALOG", "FAMILIES", "PINNED_SYMPY", "COMMAND", "GENERATED_DIR", "derive", "render", "regenerate", "main"]
+__all__ = ["CATALOG", "FAMILIES", "PINNED_SYMPY", "COMMAND", "GENERATED_DIR", "derive", "render", "regenerate",
+           "stale", "main"]
 
 PINNED_SYMPY = "1.14.0"
-COMMAND = "python -m diffsolve.codegen.catalog"
+COMMAND = CATALOG_COMMAND  # written into every generated header
 GENERATED_DIR = Path(__file__).resolve().parent.parent / "_generated"
 
-MIRRORED = "-mirrored"  # variant suffix of the stochastic singlestep (SEEDS) tableaux with the authors' noise rule
+MIRRORED = names.MIRRORED  # variant suffix of the SEEDS tableaux with the authors' (mirrored) noise rule
 
 
 def _derive_singlestep(k, prediction, sde, variant):
@@ -93,13 +96,7 @@ CATALOG = (
     ],
     ("euler-maruyama", 1, "data", True, "exact"),
     # SEEDS-1/2/3 (diffsolve.symbolic.seeds.derive_seeds): every combine form, prediction and noise rule
-    *[
-        ("singlestep", k, prediction, True, variant + ("" if noise == "exact" else MIRRORED))
-        for k in sorted(SEEDS_COMBINES)
-        for variant in dict.fromkeys(SEEDS_COMBINES[k].values())
-        for prediction in ("data", "eps")
-        for noise in SEEDS_NOISE_RULES
-    ],
+    *dict.fromkeys(names.seeds_variants().values()),
     # accel-ddim, accel-ddpm, accel-sde (diffsolve.symbolic.accelerated)
     ("accelerated", 2, "eps", False, "repo"),
     ("accelerated", 2, "eps", False, "phi-psi"),
@@ -124,20 +121,44 @@ def derive(key: tuple):
     return tab
 
 
+def _table_lines(name: str, table: dict, comment: str) -> list[str]:
+    lines = ["", *(f"# {line}" for line in comment.splitlines()), f"{name} = {{"]
+    for key, value in table.items():
+        if name == "SOLVERS":  # (family, levels, clip): one level per line
+            family, levels, clip = value
+            lines.append(f"    {key!r}: ({family!r}, (")
+            lines += [f"        {level!r}," for level in levels]
+            lines.append(f"    ), {clip!r}),")
+        else:
+            lines.append(f"    {key!r}: {value!r},")
+    return lines + ["}"]
+
+
 def _index_source(stems: dict) -> str:
     lines = [
-        f"# DO NOT EDIT: generated by diffsolve.codegen (generator version {GENERATOR_VERSION}).",
+        HEADER,
         f"# Regenerate: {COMMAND}",
         f"# SymPy version: {sp.__version__}",
-        '"""Index of the shipped generated solver modules: (family, k, prediction, sde, variant) -> module."""',
+        '"""The shipped catalog: catalog key (family, k, prediction, sde, variant) -> generated module (INDEX), and the',
+        "solver names that use them (SOLVERS, SEEDS_VARIANTS, MULTISTEP_VARIANTS; see diffsolve.codegen.names).",
+        "",
+        "Plain data, no SymPy: the solver registry (diffsolve.solvers) reads its names and catalog keys here; a key",
+        'missing from INDEX is generated on demand into the user cache (diffsolve.solvers.modules)."""',
         "",
         "import importlib",
         "",
         "INDEX = {",
     ]
     lines += [f"    {key!r}: {stem!r}," for key, stem in stems.items()]
+    lines += ["}"]
+    lines += _table_lines("SOLVERS", names.solvers(CATALOG),
+                          "registered solver \"name\" or \"name:variant\" -> (registry family, catalog keys of the warm-up\n"
+                          "levels 0..M -- the last is the full method --, catalog key of the norm-capped correction or None)")
+    lines += _table_lines("SEEDS_VARIANTS", names.seeds_variants(),
+                          "SEEDS-k (k, combine, prediction, stage noise) -> catalog key; per k the paper's combine first")
+    lines += _table_lines("MULTISTEP_VARIANTS", names.multistep_variants(),
+                          "multistep variant -> the orders k it exists for (None: every k)")
     lines += [
-        "}",
         "",
         "",
         "def load(key):",
@@ -147,12 +168,21 @@ def _index_source(stems: dict) -> str:
         "    except KeyError:",
         "        raise KeyError(",
         '            f"no shipped module for {key!r}; shipped keys: {sorted(INDEX)}; generate others with "',
-        '            "diffsolve.codegen.emit.generate"',
+        '            "diffsolve.solvers.modules.tableau_module(*key)"',
         "        ) from None",
         '    return importlib.import_module(f"{__name__}.{name}")',
         "",
     ]
     return "\n".join(lines)
+
+
+def _check_names() -> None:
+    """Every catalog key a registered name or SEEDS variant uses is shipped (so no lookup of them derives)."""
+    used = [key for _, levels, clip in names.solvers(CATALOG).values() for key in levels + ((clip,) if clip else ())]
+    used += list(names.seeds_variants().values())
+    missing = sorted(set(used) - set(CATALOG), key=str)
+    if missing:
+        raise ValueError(f"registered solver names use catalog keys that the catalog lacks: {missing}")
 
 
 def render(keys=CATALOG) -> dict:
@@ -163,16 +193,18 @@ def render(keys=CATALOG) -> dict:
     stems = {key: module_stem(derive(key)) for key in CATALOG}
     if len(set(stems.values())) != len(stems):
         raise ValueError("two catalog keys map to the same module name")
+    _check_names()
     files = {stems[key] + ".py": module_source(derive(key), regenerate=COMMAND) for key in keys}
     files["__init__.py"] = _index_source(stems)
     files["psi.py"] = helper_module_source()
     return files
 
 
-def regenerate(directory: Path = GENERATED_DIR, keys=CATALOG) -> list[Path]:
-    """Write every catalog file (atomically) and return the paths that changed."""
+def regenerate(directory: Path = GENERATED_DIR, keys=CATALOG, files: dict | None = None) -> list[Path]:
+    """Write every catalog file of ``keys`` (or the given ``files``: {name: text}) atomically; return the paths
+    that changed."""
     changed = []
-    for name, text in render(keys).items():
+    for name, text in (render(keys) if files is None else files).items():
         path = Path(directory) / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_atomic(path, text)
@@ -180,10 +212,11 @@ def regenerate(directory: Path = GENERATED_DIR, keys=CATALOG) -> list[Path]:
     return changed
 
 
-def stale(directory: Path = GENERATED_DIR, keys=CATALOG) -> list[str]:
-    """Names of the catalog files whose text differs from a fresh derivation (or are missing)."""
+def stale(directory: Path = GENERATED_DIR, keys=CATALOG, files: dict | None = None) -> list[str]:
+    """Names of the catalog files (or of the given ``files``) whose text differs from a fresh derivation (or that
+    are missing)."""
     out = []
-    for name, text in render(keys).items():
+    for name, text in (render(keys) if files is None else files).items():
         path = Path(directory) / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             out.append(name)
@@ -191,26 +224,10 @@ def stale(directory: Path = GENERATED_DIR, keys=CATALOG) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="list stale files and exit 1 if any; write nothing")
-    parser.add_argument("--force", action="store_true", help=f"regenerate with a SymPy other than {PINNED_SYMPY}")
-    parser.add_argument("--directory", type=Path, default=GENERATED_DIR)
-    args = parser.parse_args(argv)
-    if sp.__version__ != PINNED_SYMPY and not (args.force or args.check):
-        print(
-            f"SymPy {sp.__version__} is installed but the catalog is pinned to {PINNED_SYMPY}: install "
-            f"sympy=={PINNED_SYMPY} or pass --force (and update PINNED_SYMPY)",
-            file=sys.stderr,
-        )
-        return 2
-    if args.check:
-        names = stale(args.directory)
-        for name in names:
-            print(f"stale: {name}")
-        return 1 if names else 0
-    for path in regenerate(args.directory):
-        print(f"wrote {path}")
-    return 0
+    """``python -m diffsolve.codegen.catalog`` (kept as an alias): the same as ``python -m diffsolve.codegen``."""
+    from .__main__ import main as regenerate_all
+
+    return regenerate_all(argv)
 
 
 if __name__ == "__main__":

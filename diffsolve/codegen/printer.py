@@ -1,11 +1,13 @@
-"""Print a :class:`SymbolicTableau` as Python/Numba source (spec §3.7, §8 steps 6-7).
+"""Print a :class:`SymbolicTableau` as plain Python source (docs/algorithms/exponential_integrators.md §3.7,
+§8 steps 6-7).
 
 - ``stable``: exp(x) - 1 -> expm1(x), c exp(x) - c -> c expm1(x), exp(a) - exp(b) -> exp(a) expm1(b - a) (times
   -1 as needed), log(1 + x) -> log1p(x); applied bottom-up, so the noise coefficients print as
   sigma * sqrt(-expm1(-2 eta h)) and sigma * sqrt(eta) * sqrt(expm1(2 h)).
-- ``psi_helper_source(moment, q)``: the psi_q / psi~_q helper with the branch of spec §3.7: psi_0 = -expm1(-z),
-  psi~_0 = expm1(z) always; for q >= 1 a Horner series with N_q terms below z*_q = max(1, (q+1)/2) (coefficients
-  the float literals nearest to 1/(n+q+1)!) and the upward recursion above.
+- ``psi_helper_source(moment, q)``: the psi_q / psi~_q helper with the branch of
+  docs/algorithms/exponential_integrators.md §3.7: psi_0 = -expm1(-z), psi~_0 = expm1(z) always; for q >= 1 a
+  Horner series with N_q terms below z*_q = max(1, (q+1)/2) (coefficients the float literals nearest to
+  1/(n+q+1)!) and the upward recursion above.
 - ``print_step(tab)``: the body of ``fill`` -- loads, one common-subexpression pass with fixed names x0, x1, ...,
   psi calls, and the stores A/B/E/C -- deterministic for a given tableau.
 - eta * h is printed through ``_mul0(eta, h)`` (0 when eta == 0), so a final step with h = inf stays finite.
@@ -64,7 +66,7 @@ def _rewrite_add(add: sp.Add) -> sp.Expr:
 
 
 def stable(expr: sp.Expr) -> sp.Expr:
-    """expm1/log1p rewrites of spec §1.4 / §3.7 (bottom-up, deterministic)."""
+    """expm1/log1p rewrites of docs/algorithms/exponential_integrators.md §1.4 / §3.7 (bottom-up, deterministic)."""
     expr = expr.replace(lambda e: isinstance(e, sp.Add) and e.has(sp.exp), _rewrite_add)
     return expr.replace(
         lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Add) and sp.S.One in e.args[0].args,
@@ -96,18 +98,19 @@ def _float_literal(value: Fraction) -> str:
 
 
 def psi_helper_source(moment: type, q: int) -> str:
-    """Source of ``_psi_q(z)`` / ``_psit_q(z)`` (register_jitable: plain Python and Numba-callable)."""
+    """Source of ``_psi_q(z)`` / ``_psit_q(z)`` (plain Python; the generated ``fill`` functions call it)."""
     s = moment.sign  # -1 data, +1 noise
     name = psi_helper_name(moment, q)
     symbol = "psi" if moment is Psi else "psi~"
     first = "-math.expm1(-z)" if s < 0 else "math.expm1(z)"
-    lines = ["@register_jitable", f"def {name}(z):"]
+    lines = [f"def {name}(z):"]
     if q == 0:
         lines.append(f'{INDENT}"""{symbol}_0(z) = {first}."""')
         lines.append(f"{INDENT}return {first}")
         return "\n".join(lines)
     zstar, n_terms = psi_threshold(q), psi_terms(q)
-    doc = f"{symbol}_{q}(z): {n_terms}-term series below z* = {float(zstar)!r}, upward recursion above (spec §3.7)."
+    doc = (f"{symbol}_{q}(z): {n_terms}-term series below z* = {float(zstar)!r}, upward recursion above\n"
+           f"{INDENT}(docs/algorithms/exponential_integrators.md §3.7).")
     lines.append(f'{INDENT}"""{doc}"""')
     coeffs = [Fraction(1, factorial(m + q + 1)) for m in range(n_terms)]
     op = "-" if s < 0 else "+"
@@ -124,8 +127,7 @@ def psi_helper_source(moment: type, q: int) -> str:
     return "\n".join(lines)
 
 
-MUL0_SOURCE = '''@register_jitable
-def _mul0(a, b):
+MUL0_SOURCE = '''def _mul0(a, b):
     """a * b, but 0 when a == 0 (so eta = 0 with h = inf gives 0, not nan)."""
     return 0.0 if a == 0.0 else a * b'''
 

@@ -1,7 +1,7 @@
 """Print the catalog schedules' derived quantities as one NumPy module: ``diffsolve/_generated/schedules.py``.
 
-    python -m diffsolve.codegen.schedules            # regenerate (byte-identical reruns)
-    python -m diffsolve.codegen.schedules --check    # exit 1 when the checked-in file is stale
+    python -m diffsolve.codegen            # regenerate it (with the solver catalog; byte-identical reruns)
+    python -m diffsolve.codegen --check    # exit 1 when a checked-in file is stale
 
 For every catalog kind the SymPy expressions in symbolic parameters (``CatalogSchedule.expressions``) are
 derived by :func:`diffsolve.symbolic.schedule.derive`, rewritten for floating point (expm1/log1p) and printed as
@@ -10,7 +10,6 @@ derived by :func:`diffsolve.symbolic.schedule.derive`, rewritten for floating po
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -20,12 +19,13 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..schedules import CATALOG_KINDS
 from ..symbolic import schedule as calc
-from .emit import write_atomic
+from .emit import CATALOG_COMMAND
 
-__all__ = ["module_source", "main", "TARGET", "COMMAND"]
+__all__ = ["module_source", "main", "TARGET", "NAME", "COMMAND"]
 
-COMMAND = "python -m diffsolve.codegen.schedules"
-TARGET = Path(__file__).resolve().parent.parent / "_generated" / "schedules.py"
+COMMAND = CATALOG_COMMAND
+NAME = "schedules.py"
+TARGET = Path(__file__).resolve().parent.parent / "_generated" / NAME
 
 
 def _identifier(kind: str) -> str:
@@ -68,17 +68,10 @@ def module_source() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when the checked-in module is stale")
-    args = parser.parse_args(argv)
-    text = module_source()
-    if args.check:
-        fresh = TARGET.exists() and TARGET.read_text(encoding="utf-8") == text
-        print("fresh" if fresh else f"stale: {TARGET}")
-        return 0 if fresh else 1
-    write_atomic(TARGET, text)
-    print(f"wrote {TARGET}")
-    return 0
+    """``python -m diffsolve.codegen.schedules`` (kept as an alias): the same as ``python -m diffsolve.codegen``."""
+    from .__main__ import main as regenerate_all
+
+    return regenerate_all(argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ functions call each other, build a consistent compiled set with :func:`make_nois
     gpu = make_noise_functions(cuda.jit(device=True))
     z = gpu.normal_at(seed_lo, seed_hi, sample_index, step, draw, coord)   # inside a kernel
 
-Keying convention of diffsolve (DESIGN §2, "Noise"), fixed for the whole project:
+Keying convention of diffsolve (docs/architecture.md, "Noise"; the invariances it buys are tested as in
+docs/verification.md §5.2), fixed for the whole project:
 
     key     = (seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF)             seed: int in [0, 2**64)
     counter = (block, sample_index & 0xFFFFFFFF, step, draw)              block = coordinate // 2

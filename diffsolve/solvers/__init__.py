@@ -1,7 +1,34 @@
-"""Solver registry and the registered solvers (built from the generated tableau modules)."""
+"""Solver registry and the registered solvers, built from the generated tableau modules.
 
-from . import generated  # noqa: F401  (registers ddim, ddpm, dpmpp-{k}m[-sde], dpm-solver-{1,2,3}, dpmpp-{2,3}s)
-from . import papers  # noqa: F401  (registers seeds-{1,2,3}, accel-ddim, accel-ddpm, accel-sde)
+The package mirrors :mod:`diffsolve.symbolic`, one module per family:
+
+    modules       catalog lookup, on-demand generation, Solver assembly from generated modules
+    multistep     dpmpp-{k}m[-sde], dpm-solver-{k}m[-sde], and their k = 1 aliases ddim, ddpm
+    singlestep    dpm-solver-{1,2,3}, dpmpp-{2,3}s
+    euler         euler-maruyama
+    seeds         seeds-{1,2,3} (variants [combine][-eps][-mirrored])
+    accelerated   accel-ddim, accel-ddpm, accel-sde
+    registry      Solver, Builder, register, register_pattern, get_solver, list_solvers
+
+Every registered name is an entry of SOLVERS (``diffsolve._generated``, written by ``python -m diffsolve.codegen``);
+its factory is lazy, so importing the package loads no generated module and never SymPy.
+"""
+
+from functools import partial as _partial
+
+from . import accelerated, euler, multistep, seeds, singlestep
+from .modules import table as _table
 from .registry import Builder, Solver, get_solver, list_solvers, register, register_pattern, solver_names
 
 __all__ = ["Builder", "Solver", "get_solver", "list_solvers", "register", "register_pattern", "solver_names"]
+
+_FAMILIES = {family.FAMILY: family.from_table for family in (multistep, singlestep, euler, seeds, accelerated)}
+
+
+def _register_shipped() -> None:
+    """Register every name of the shipped SOLVERS table (lazy factories; nothing is imported here)."""
+    for name, (family, _, _) in _table("SOLVERS").items():
+        register(name, _partial(_FAMILIES[family], name))
+
+
+_register_shipped()

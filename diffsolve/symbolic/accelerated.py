@@ -1,6 +1,8 @@
-"""Accelerated samplers of Li, Huang, Efimov, Wei, Chi, Chen, ICML 2024 (arXiv 2403.03852), specs/accelerated.md A.
+"""Accelerated samplers of Li, Huang, Efimov, Wei, Chi, Chen, ICML 2024 (arXiv 2403.03852);
+docs/algorithms/accelerated.md Part A.
 
-Both run on any schedule through the discrete-alpha-bar mapping of spec A.6: at a grid node
+Both run on any schedule through the discrete-alpha-bar mapping of
+docs/algorithms/accelerated.md A.6: at a grid node
 abar = alpha^2/(alpha^2 + sigma^2) = 1/(1 + e^{-2 lam}), the chain works on x_bar = x / nu, nu = sqrt(alpha^2 +
 sigma^2) (the identity for VP), and a step from node n (the paper's t) to n+1 (t-1) has
 alpha_t = abar_n / abar_{n+1}, beta_t = 1 - alpha_t.  The model output F is the noise prediction eps.
@@ -16,8 +18,8 @@ alpha_t = abar_n / abar_{n+1}, beta_t = 1 - alpha_t.  The model output F is the 
     (u + beta s(u))/sqrt(alpha_t) + sqrt(beta/2) xi_2 with s = -eps/sqrt(1 - abar_n): a 1-stage tableau with
     Q = 2 normals, 1 NFE/step, weak order 1 (the second half-noise outside the scaling, as published).
 ``derive_accel_sde(part, momentum)``  accel-sde, the RECONSTRUCTION following Li & Cai's description (arXiv
-    2410.23285, spec B.2; not their published update): the momentum-free step, the momentum term (clipped by the
-    runtime) and the start-up step; weak order 2.
+    2410.23285, docs/algorithms/accelerated.md B.2; not their published update): the momentum-free step, the
+    momentum term (clipped by the runtime) and the start-up step; weak order 2.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def derive_accel_ddim() -> SymbolicTableau:
         history=1, noises=0, params=(), defaults=(), fractions=(sp.Integer(0),), a=a, b=b, e=e,
         c=sp.ImmutableMatrix.zeros(2, 0), order=2, deterministic_order=2, keep=0,
         reference=REFERENCE + ", accelerated deterministic sampler form (b) (authors' README/code), "
-                              "specs/accelerated.md A.2.2",
+                              "docs/algorithms/accelerated.md A.2.2",
         notes="2-step exponential integrator in abar: eps linear in abar through the previous and current nodes, "
               f"integrated exactly (arcsin/atan weight; Taylor branch for h < {H_SERIES}). First step: DDIM.",
         derivation="diffsolve.symbolic.accelerated.derive_accel_ddim()",
@@ -183,8 +185,10 @@ def derive_accel_ddim_phi_psi() -> SymbolicTableau:
         name="accel-ddim", family="accelerated", variant="phi-psi", k=2, prediction="eps", sde=False, stages=2,
         history=1, noises=0, params=(), defaults=(), fractions=(sp.Integer(0), -R1), a=a, b=b,
         e=sp.ImmutableMatrix.zeros(3, 1), c=sp.ImmutableMatrix.zeros(3, 0), order=2, deterministic_order=2, keep=0,
+        uncertain=True,  # coefficients reconstructed
         reference=REFERENCE + ", accelerated deterministic sampler form (a) (Phi/Psi with the auxiliary point "
-                              "Y_t^-; coefficients reconstructed, specs/accelerated.md A.2.2 [R])",
+                              "Y_t^-; coefficients reconstructed, not confirmed from the paper, "
+                              "docs/algorithms/accelerated.md A.2.2)",
         notes="Second stage: the current point pulled back to the previous (noisier) grid node by a half-drift "
               "Euler step; backward difference of the drift with the Adams weight beta_t^2/(4 beta_{t+1}). "
               "The history slot only locates the previous node (E = 0).",
@@ -213,8 +217,8 @@ def derive_accel_ddpm(variant: str = "readme") -> SymbolicTableau:
     """accel-ddpm (README form): u = x + nu_n sqrt(beta/2) xi_1; x_{n+1} = nu_{n+1} [(u/nu_n + beta s)/sqrt(alpha_t)
     + sqrt(beta/2) xi_2], s = -F/sqrt(1 - abar_n), F = eps(u, t_n).
 
-    ``variant="ddpm-type"`` is the baseline of spec A.2 / reduction A.5: all noise after the score call,
-    Y_{t-1} = (Y + beta s(Y) + sqrt(beta) Z)/sqrt(alpha_t) (score-form Euler-Maruyama, weak order 1)."""
+    ``variant="ddpm-type"`` is the baseline of docs/algorithms/accelerated.md A.2 / reduction A.5: all noise after
+    the score call, Y_{t-1} = (Y + beta s(Y) + sqrt(beta) Z)/sqrt(alpha_t) (score-form Euler-Maruyama, weak order 1)."""
     if variant not in ACCEL_DDPM_VARIANTS:
         raise ValueError(f"accel-ddpm variants are {ACCEL_DDPM_VARIANTS}, got {variant!r}")
     l0, l1 = _node_lam(0), _node_lam(1)
@@ -244,7 +248,9 @@ def derive_accel_ddpm(variant: str = "readme") -> SymbolicTableau:
         name="accel-ddpm", family="accelerated", variant=variant, k=1, prediction="eps", sde=False, stages=1,
         history=0, noises=2, params=(), defaults=(), fractions=(sp.Integer(0),), a=a, b=b,
         e=sp.ImmutableMatrix.zeros(2, 0), c=c, order=1, deterministic_order=1, strong_order=None, keep=0,
-        reference=REFERENCE + ", accelerated stochastic sampler (README split-noise form), specs/accelerated.md A.2.1",
+        reference=REFERENCE + (", accelerated stochastic sampler (README split-noise form), " if variant == "readme"
+                               else ", DDPM-type score-form baseline of the paper, ")
+                  + "docs/algorithms/accelerated.md A.2.1",
         notes="Score at the half-noised point Y+ = Y + sqrt(beta/2) Z (same t); second half-noise after the "
               "1/sqrt(alpha_t) scaling, as published; weak order 1 with a 2-8x smaller constant than DDPM.",
         derivation="diffsolve.symbolic.accelerated.derive_accel_ddpm()",
@@ -262,8 +268,9 @@ ACCEL_SDE_MOMENTA = ("ratio", "constant")
 
 
 def accel_sde_kappa(momentum: str = "ratio") -> sp.Expr:
-    """The momentum coefficient of spec B.2.3 at a step with history ratio r_1 (rho = beta_{t+1}/beta_t):
-    "ratio" (derived, any grid) (1/2 - a)/(a + (1 - a) rho); "constant" (smooth grids only) 1/2 - a."""
+    """The momentum coefficient of docs/algorithms/accelerated.md B.2.3 at a step with history ratio r_1
+    (rho = beta_{t+1}/beta_t): "ratio" (derived, any grid) (1/2 - a)/(a + (1 - a) rho); "constant" (smooth grids
+    only) 1/2 - a."""
     if momentum not in ACCEL_SDE_MOMENTA:
         raise ValueError(f"accel-sde momentum rules are {ACCEL_SDE_MOMENTA}, got {momentum!r}")
     a = sy.a_pre
@@ -276,7 +283,8 @@ def accel_sde_kappa(momentum: str = "ratio") -> sp.Expr:
 
 @lru_cache(maxsize=None)
 def derive_accel_sde(part: str = "base", momentum: str = "ratio") -> SymbolicTableau:
-    """accel-sde: diffsolve's RECONSTRUCTION following Li & Cai's description (arXiv 2410.23285; spec B.2), not
+    """accel-sde: diffsolve's RECONSTRUCTION following Li & Cai's description (arXiv 2410.23285;
+    docs/algorithms/accelerated.md B.2), not
     their published update.  One step (S = -eps/sqrt(1 - abar), normalised coordinates x_bar = x/nu):
 
         Y+ = Y_t + sqrt(a beta) Z,   S_t = s_t(Y+)                                       (1 NFE)
@@ -285,8 +293,9 @@ def derive_accel_sde(part: str = "base", momentum: str = "ratio") -> SymbolicTab
 
     ``part="base"``: the step without momentum (a runtime parameter; one history slot, E = 0; a = 0 is DDPM);
     ``"correction"``: the momentum term alone (rows zero except the output's F and H weights), which the runtime
-    adds with its norm capped (spec B.2.1 clip; kappa from :func:`accel_sde_kappa`); ``"startup"``: the first
-    step, no history, a = 1/2 (Paper A's half-noise split with both halves inside the scaling)."""
+    adds with its norm capped (docs/algorithms/accelerated.md B.2.1 clip; kappa from :func:`accel_sde_kappa`);
+    ``"startup"``: the first step, no history, a = 1/2 (Paper A's half-noise split with both halves inside the
+    scaling)."""
     if part not in ACCEL_SDE_PARTS:
         raise ValueError(f"accel-sde parts are {ACCEL_SDE_PARTS}, got {part!r}")
     l0, l1 = _node_lam(0), _node_lam(1)
@@ -319,9 +328,9 @@ def derive_accel_sde(part: str = "base", momentum: str = "ratio") -> SymbolicTab
     return SymbolicTableau(
         name="accel-sde", family="accelerated", variant=variant, k=1 + history, prediction="eps", sde=False,
         stages=1, history=history, noises=2, params=params, defaults=defaults, fractions=(sp.Integer(0),), a=a,
-        b=b, e=e, c=c, order=2, deterministic_order=1, keep=0,
+        b=b, e=e, c=c, order=2, deterministic_order=1, keep=0, uncertain=True,  # a reconstruction
         reference="accel-sde (reconstruction following Li & Cai's description, arXiv 2410.23285), "
-                  "specs/accelerated.md B.2; not the authors' published update",
+                  "docs/algorithms/accelerated.md B.2; not the authors' published update",
         notes=f"Reconstruction following Li & Cai's description, part {part!r}"
               + (f", momentum {momentum!r}" if part == "correction" else "") + ".",
         derivation=f"diffsolve.symbolic.accelerated.derive_accel_sde({part!r}, {momentum!r})",

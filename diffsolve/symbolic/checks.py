@@ -1,10 +1,14 @@
-"""Symbolic checks of derived tableaux (spec §8 step 5, Appendix A V-04, V-06, V-07, V-10; seeds.md §2.1).
+"""Symbolic checks of derived tableaux (docs/algorithms/exponential_integrators.md §8 step 5 and
+Appendix A V-04, V-06, V-07, V-10; docs/algorithms/seeds.md §2.1).
 
 - ``check_weights``: exactness sum_j W_j u_j^q = q! M_q(z) for q below the exactness degree (a rational-function
   identity, decided exactly in a polynomial ring), the order conditions sum_j W_j u_j^q - q! M_q(z) = O(z^{p+1-q})
-  for q <= p, and sharpness (some condition fails at p + 1: the defect of spec §8.5b).
-- ``check_history_limit``: r_last -> oo removes the oldest node (spec §5.3, V-10c).
-- ``check_first_order``: k = 1 is DDIM / the first-order SDE step of spec §2.5 (V-03).
+  for q <= p, and sharpness (some condition fails at p + 1: the defect of
+  docs/algorithms/exponential_integrators.md §8 step 5b).
+- ``check_history_limit``: r_last -> oo removes the oldest node (docs/algorithms/exponential_integrators.md §5.3,
+  V-10c).
+- ``check_first_order``: k = 1 is DDIM / the first-order SDE step of docs/algorithms/exponential_integrators.md
+  §2.5 (V-03).
 - ``check_form``: the Form's propagator, linear factor and moment representation solve the lambda-time SDE.
 - ``check_series``: the step applied to a nonlinear test problem, expanded in h, against the Taylor series of the
   exact solution of the eta-ODE (noise-free part) to the declared order, and not beyond.
@@ -179,8 +183,8 @@ def check_weights(nodes, weights, moment, z, order: int, exact_degree: int, labe
 
 def check_history_limit(weights, reduced, moment, z, var: sp.Symbol, label: str = "") -> None:
     """As the last history ratio ``var`` -> oo the weights tend to ``reduced`` (one node fewer) and the last
-    weight to 0 (spec §5.3, V-10c).  Decided in the ring: with coefficient N/L, the limit is
-    LC(N)/LC(L) in the last node variable (0 when deg N < deg L)."""
+    weight to 0 (docs/algorithms/exponential_integrators.md §5.3, V-10c).  Decided in the ring: with coefficient
+    N/L, the limit is LC(N)/LC(L) in the last node variable (0 when deg N < deg L)."""
     n = len(weights) + 1
     ws, ps = _moment_symbols(weights, moment, z, n)
     rs, _ = _moment_symbols(tuple(reduced) + (0,), moment, z, n)
@@ -200,8 +204,8 @@ def check_history_limit(weights, reduced, moment, z, var: sp.Symbol, label: str 
 
 
 # ----------------------------------------------------------------------------------------------- reductions
-# Independent, hand-typed references (spec §2.5): DDIM / DDPM posterior (data), SDE-DPM-Solver-1 (noise); the
-# entries are (a, b, c) of the output row as functions of eta.
+# Independent, hand-typed references (docs/algorithms/exponential_integrators.md §2.5): DDIM / DDPM posterior
+# (data), SDE-DPM-Solver-1 (noise); the entries are (a, b, c) of the output row as functions of eta.
 _FIRST_ORDER_REFERENCE = {
     "data": lambda eta: (
         sp.exp(sy.ls(1)) / sp.exp(sy.ls(0)) * sp.exp(-eta * sy.h),
@@ -222,7 +226,8 @@ def _same(expr, ref) -> bool:
 
 
 def check_first_order(tab) -> None:
-    """A one-stage tableau without history is DDIM (eta = 0) / the first-order SDE step of spec §2.5."""
+    """A one-stage tableau without history is DDIM (eta = 0) / the first-order SDE step of
+    docs/algorithms/exponential_integrators.md §2.5."""
     eta = sy.eta if tab.sde else sp.Integer(0)
     a, b, c = _FIRST_ORDER_REFERENCE[tab.prediction](eta)
     noise = tab.c[1, 0] if tab.noises else sp.Integer(0)

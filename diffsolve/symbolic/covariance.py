@@ -1,4 +1,4 @@
-"""Joint law of the stochastic integrals at the stage nodes of one step (specs/seeds.md §1.5, §2.1).
+"""Joint law of the stochastic integrals at the stage nodes of one step (docs/algorithms/seeds.md §1.5, §2.1).
 
 Over a step lam_s -> lam_s + h, the noise that reaches node j (at lam_s + f_j h, 0 < f_1 < ... < f_J = 1) is
 sigma_j N_j with the node-normalised
@@ -8,8 +8,8 @@ sigma_j N_j with the node-normalised
 (``Form.propagator``; data: sqrt(2 eta) e^{-eta (f_j h - mu)}, noise: sqrt(2 eta) e^{f_j h - mu}).  The Ito isometry
 gives Cov(N_i, N_j) = Integral_0^{min(f_i, f_j) h} k_i k_j dmu; SymPy integrates it here.  Its Cholesky factor L
 (computed as L' sqrt(D) from the rational LDL^T factorisation in the variables y_i = exp(kappa f_i h)) is, by
-uniqueness of the Cholesky factor, the exact OU recursion of seeds.md §2.1 (A); ``check_cholesky_is_ou``
-verifies that.  Rule (B) ("mirrored segments") is available through ``mirrored_factor``.
+uniqueness of the Cholesky factor, the exact OU recursion of docs/algorithms/seeds.md §2.1 (A);
+``check_cholesky_is_ou`` verifies that.  Rule (B) ("mirrored segments") is available through ``mirrored_factor``.
 
 All functions take the fractions as SymPy expressions (symbols such as c1, c2, or numbers) and return
 matrices in h, eta and the fractions.

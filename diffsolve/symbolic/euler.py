@@ -1,7 +1,8 @@
 """Euler-Maruyama for the reverse eta-SDE, derived from the lambda-time SDE of the data-prediction form.
 
-The Form gives dx = [L(lam) x + K(lam) D] dlam + sigma sqrt(2 eta) dW (spec §2.4).  In the scaled variable
-y = x / sigma the schedule's own slope d log sigma / dlam drops out of the drift:
+The Form gives dx = [L(lam) x + K(lam) D] dlam + sigma sqrt(2 eta) dW
+(docs/algorithms/exponential_integrators.md §2.4).  In the scaled variable y = x / sigma the schedule's own slope
+d log sigma / dlam drops out of the drift:
 
     dy = [(L - d log sigma/dlam) y + (K / sigma) D] dlam + sqrt(2 eta) dW,
 

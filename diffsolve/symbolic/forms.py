@@ -1,6 +1,7 @@
-"""The two exact variation-of-constants forms of the eta-family (spec §2.2 data, §2.3 noise prediction).
+"""The two exact variation-of-constants forms of the eta-family (docs/algorithms/exponential_integrators.md §2.2 data,
+§2.3 noise prediction).
 
-In lambda-time (spec §2.4) both parameterisations are the linear SDE
+In lambda-time (docs/algorithms/exponential_integrators.md §2.4) both parameterisations are the linear SDE
 
     dx = [L(lam) x + K(lam) F(x, lam)] dlam + sigma(lam) sqrt(2 eta) dW_lam
 
@@ -9,7 +10,8 @@ K = -(1+eta) sigma).  A :class:`Form` states, for one parameterisation, the prop
 Phi(t, s) = exp(Integral_s^t L), and how the model integral Integral Phi(t, mu) K(mu) F dmu over a step of
 length frac*h collapses onto the moment functions: prefactor(p) * sum_q ... M_q(argument(frac)).  Everything
 node-dependent is written in log space (``la(p)``, ``ls(p)``) as one exponential of a difference of logs
-(spec §1.4).  ``checks.check_form`` verifies each statement symbolically against the SDE above.
+(docs/algorithms/exponential_integrators.md §1.4).  ``checks.check_form`` verifies each statement symbolically
+against the SDE above.
 """
 
 from __future__ import annotations

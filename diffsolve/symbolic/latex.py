@@ -75,7 +75,7 @@ def document(title: str, intro: str, sections, script: str) -> str:
         "",
         r"Notation: $\ell^{\alpha}_p = \log\alpha$ and $\ell^{\sigma}_p = \log\sigma$ at node $p$ of the step "
         r"($p = 0$ start, $p = S$ end); $r_j$ history ratios; $\psi_q$, $\tilde\psi_q$ the moment functions of "
-        r"spec §3.2. Row $S$ is the step output: "
+        r"docs/algorithms/exponential_integrators.md §3.2. Row $S$ is the step output: "
         r"$x_{n+1} = a_S x_n + \sum_j b_{S,j} F_j + \sum_m e_{S,m} H_m + \sum_q c_{S,q}\xi_q$.",
         "",
     ]

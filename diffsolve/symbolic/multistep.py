@@ -1,4 +1,5 @@
-"""Multistep (Adams-type) exponential integrators of any order k (spec §3, derivation algorithm §8).
+"""Multistep (Adams-type) exponential integrators of any order k (docs/algorithms/exponential_integrators.md
+§3, derivation algorithm §8).
 
 ``derive_multistep(k, prediction, sde, variant)`` returns a checked :class:`SymbolicTableau` with one stage and
 k-1 history values:
@@ -12,9 +13,11 @@ k-1 history values:
 - ``sde=True``: symbolic eta >= 0 and Q = 1 normal with the exact step variance; ``sde=False``: eta is 0, Q = 0.
 
 Variants: "exact" integrates the Lagrange interpolant exactly (declared order k); "published" is the form of the
-papers and of diffusers/k-diffusion (spec §3.6): k = 2 with psi_0/2 in place of psi_1 (order 2), k = 3 with the
-second divided difference at half weight (psi_2 -> psi_2/2 in the derivative form; order 2, not 3).
-SDE tableaux declare weak order 1 (k = 1) or 2 (k >= 2; measured, provisional: spec §7), strong order 1.
+papers and of diffusers/k-diffusion (docs/algorithms/exponential_integrators.md §3.6): k = 2 with psi_0/2 in place
+of psi_1 (order 2), k = 3 with the second divided difference at half weight (psi_2 -> psi_2/2 in the derivative
+form; order 2, not 3).
+SDE tableaux declare weak order 1 (k = 1) or 2 (k >= 2; measured, provisional:
+docs/algorithms/exponential_integrators.md §7), strong order 1.
 """
 
 from __future__ import annotations
@@ -51,13 +54,15 @@ NAMES = {
 }
 
 REFERENCES = {
-    "data": "DPM-Solver++ multistep (Lu et al. 2022b, arXiv 2211.01095); spec exponential_integrators.md §3",
-    "eps": "DPM-Solver multistep (Lu et al. 2022a, arXiv 2206.00927); spec exponential_integrators.md §3",
+    "data": "DPM-Solver++ multistep (Lu et al. 2022b, arXiv 2211.01095); "
+            "docs/algorithms/exponential_integrators.md §3",
+    "eps": "DPM-Solver multistep (Lu et al. 2022a, arXiv 2206.00927); docs/algorithms/exponential_integrators.md §3",
 }
 
 
 def history_nodes(k: int) -> tuple:
-    """u_0 = 0, u_j = -(r_1 + ... + r_j): the past nodes in units of the current step (spec §3.1)."""
+    """u_0 = 0, u_j = -(r_1 + ... + r_j): the past nodes in units of the current step
+    (docs/algorithms/exponential_integrators.md §3.1)."""
     nodes = [sp.Integer(0)]
     for j in range(1, k):
         nodes.append(nodes[-1] - sy.r(j))
@@ -112,11 +117,14 @@ def derive_multistep(k: int, prediction: str = "data", sde: bool = False, varian
     else:
         c = sp.ImmutableMatrix.zeros(2, 0)
     notes = {
-        ("published", 2): "paper/midpoint form: psi_0/2 in place of psi_1 (spec §3.6); order 2.",
-        ("published", 3): "second divided difference at half weight (spec §3.6): order 2, not 3.",
+        ("published", 2): "paper/midpoint form: psi_0/2 in place of psi_1 (docs/algorithms/exponential_integrators.md "
+                          "§3.6); order 2.",
+        ("published", 3): "second divided difference at half weight (docs/algorithms/exponential_integrators.md "
+                          "§3.6): order 2, not 3.",
     }.get((variant, k), "")
     if sde and k > 1:
-        notes += " Weak order 2 is measured, not proven (provisional, spec §7); strong order 1."
+        notes += (" Weak order 2 is measured, not proven (provisional, "
+                  "docs/algorithms/exponential_integrators.md §7); strong order 1.")
     tab = SymbolicTableau(
         name=NAMES[(prediction, sde)].format(k=k),
         family="multistep",
@@ -137,6 +145,7 @@ def derive_multistep(k: int, prediction: str = "data", sde: bool = False, varian
         order=min(order, 2 if k > 1 else 1) if sde else order,
         deterministic_order=order,
         strong_order=1 if sde else None,
+        uncertain=sde and k > 1,  # weak order 2 measured, not proven
         reference=REFERENCES[prediction] + (f" ({variant} variant)" if variant != "exact" else ""),
         notes=notes.strip(),
         derivation=f"diffsolve.symbolic.multistep.derive_multistep({k}, prediction={prediction!r}, sde={sde}, "

@@ -1,4 +1,5 @@
-"""Moment functions psi_q (data side) and psi~_q (noise side) as opaque SymPy functions (spec §3.2).
+"""Moment functions psi_q (data side) and psi~_q (noise side) as opaque SymPy functions
+(docs/algorithms/exponential_integrators.md §3.2).
 
     psi_q(z)  = z * Integral_0^1 exp(-z (1-u)) u^q/q! du = z phi_{q+1}(-z)
     psi~_q(z) = z * Integral_0^1 exp(+z (1-u)) u^q/q! du = z phi_{q+1}(z)

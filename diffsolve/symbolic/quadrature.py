@@ -3,12 +3,15 @@
 For nodes u_0, ..., u_{k-1} (normalised so that the integration interval is u in [0, 1]) the Lagrange basis is
 l_j(u) = sum_q c_jq u^q, and
 
-    z * Integral_0^1 exp(s z (1-u)) l_j(u) du = sum_q c_jq q! psi^s_q(z)  =: W_j          (spec §3.3, §8.3-4)
+    z * Integral_0^1 exp(s z (1-u)) l_j(u) du = sum_q c_jq q! psi^s_q(z)  =: W_j
+
+(docs/algorithms/exponential_integrators.md §3.3, §8 steps 3-4)
 
 This one rule gives the multistep weights (nodes 0, -r_1, -(r_1+r_2), ...) and every row of the singlestep
 solvers (nodes = the stage fractions available to that row, divided by the row's own fraction).
-A *rule* replaces psi_q by another expression in the derivative form sum_q psi_q P^(q)(0) (spec §3.5); the
-published solvers are defined that way (e.g. DPM-Solver++(2M): psi_1 -> psi_0/2).
+A *rule* replaces psi_q by another expression in the derivative form sum_q psi_q P^(q)(0)
+(docs/algorithms/exponential_integrators.md §3.5); the published solvers are defined that way (e.g.
+DPM-Solver++(2M): psi_1 -> psi_0/2).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ def lagrange_coefficients(nodes: Sequence[sp.Expr]) -> tuple[tuple[sp.Expr, ...]
     l_j(u) = prod_{m != j} (u - u_m) / (u_j - u_m), so c[j][q] = e_{k-1-q}(-u_m, m != j) / prod (u_j - u_m)
     (e_d the elementary symmetric polynomial).  Every factor is kept unexpanded with its sign pulled out (for
     history nodes a partial sum of ratios), so the denominator is a product of partial sums -- the factored
-    form of spec §8.3 without calling ``factor``, which is slow beyond k = 5.  For history nodes (u_m <= 0)
-    every term of the numerator has the same sign: no cancellation at run time.
+    form of docs/algorithms/exponential_integrators.md §8 step 3 without calling ``factor``, which is slow beyond
+    k = 5.  For history nodes (u_m <= 0) every term of the numerator has the same sign: no cancellation at run time.
     """
     nodes = [sp.sympify(v) for v in nodes]
     if len(set(nodes)) != len(nodes):

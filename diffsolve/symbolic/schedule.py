@@ -1,7 +1,7 @@
 """Schedule calculus: everything a sampler needs, derived by SymPy from log alpha(t) and log sigma(t).
 
 lam = log alpha - log sigma, dlam/dt, the drift f = d log alpha/dt and the diffusion g^2 = -2 sigma^2 dlam/dt
-(specs/exponential_integrators.md §1.2), an inverse t(lam) in closed form where one is found, and NumPy
+(docs/algorithms/exponential_integrators.md §1.2), an inverse t(lam) in closed form where one is found, and NumPy
 functions printed with expm1/log1p/logaddexp rewrites so that ratios and small arguments keep full precision.
 """
 

@@ -1,21 +1,21 @@
-"""SEEDS-1/2/3 (Gonzalez et al., NeurIPS 2023, arXiv 2305.14267; specs/seeds.md): naming layer over the
-stochastic singlestep derivation.
+"""SEEDS-1/2/3 (Gonzalez et al., NeurIPS 2023, arXiv 2305.14267; docs/algorithms/seeds.md): naming layer over
+the stochastic singlestep derivation.
 
 The SEEDS steps *are* the eta-family singlestep exponential integrators with exact stage noise:
 ``derive_singlestep(k, prediction, variant, sde=True, noise=...)`` integrates the linear part exactly, the model
 integral with the psi-moments of the stage interpolant, and draws one normal per stage node with coefficient
-matrix = Cholesky factor of the Ito covariance of the node noises (rule "exact", seeds.md §2.1 (A)) or the
-authors' "mirrored segments" rule (B).  This module only maps the paper's combine forms onto those variants:
+matrix = Cholesky factor of the Ito covariance of the node noises (rule "exact", docs/algorithms/seeds.md §2.1 (A))
+or the authors' "mirrored segments" rule (B).  This module only maps the paper's combine forms onto those variants:
 
-    combine | k | derivation variant | update (seeds.md)
+    combine | k | derivation variant | update (docs/algorithms/seeds.md)
     '1'     | 1 | published          | §2.2 (DP eta = 1: the DDPM posterior step)
     '2a'    | 2 | published          | §2.3 phi_1 combine, (1/(2r)) E1(-H) (D_1 - D_s)  (authors' default)
     '2b'    | 2 | interp             | §2.3 phi_2 combine, (1/r) E2(-H) (D_1 - D_s)  (linear interpolant, exact)
     '3a'    | 3 | published          | §2.4 exact first-difference corrections (not the authors' c2/c3 slip)
     '3b'    | 3 | interp             | §2.4 quadratic through the three stage values
 
-NFE/step = k; weak order 1, 2, 2 (k = 1, 2, 3; SEEDS-3 measures 1.7-2.0, seeds.md §3.3), strong order 1;
-with eta = 0 the same tableaux are DPM-Solver++(1S/2S/3S) (deterministic order k).
+NFE/step = k; weak order 1, 2, 2 (k = 1, 2, 3; SEEDS-3 measures 1.7-2.0, docs/algorithms/seeds.md §3.3), strong
+order 1; with eta = 0 the same tableaux are DPM-Solver++(1S/2S/3S) (deterministic order k).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Singlestep exponential integrators: DPM-Solver-1/2/3 (eps) and DPM-Solver++(1S/2S/3S) (data), spec §4.
+"""Singlestep exponential integrators: DPM-Solver-1/2/3 (eps) and DPM-Solver++(1S/2S/3S) (data),
+docs/algorithms/exponential_integrators.md §4.
 
 Stage i sits at lam_n + c_i h (c_0 = 0, u_0 = x_n); every row -- stage or output -- integrates the Lagrange
 interpolant of the stage outputs it uses over its own sub-interval [0, c_i h] exactly (``quadrature_weights``
@@ -10,11 +11,11 @@ with the nodes divided by c_i), optionally with a published psi-replacement rule
     3     | 1: F_0; 2: F_0, F_1      | F_0, F_1, F_2        | F_0, F_2 (linear)
 
 NFE per step = order.  Stage fractions are the runtime parameters c1 (, c2); defaults 1/2 and (1/3, 2/3).
-Orders (spec §4.4): 1, 2 for every c1; 3S is third order if and only if c2 = 2/3 -- the condition is derived
-here from the series of the local error, recorded on the tableau (``order_condition``) and checked; for other
-c2 it is order 2 (``generic_order``).
-``sde=True`` gives the SEEDS family (Gonzalez et al. 2023, arXiv 2305.14267; specs/seeds.md): symbolic eta, one
-normal per stage node and the node noises from ``covariance.noise_factor`` (rule "exact" = Cholesky factor of
+Orders (docs/algorithms/exponential_integrators.md §4.4): 1, 2 for every c1; 3S is third order if and only if
+c2 = 2/3 -- the condition is derived here from the series of the local error, recorded on the tableau
+(``order_condition``) and checked; for other c2 it is order 2 (``generic_order``).
+``sde=True`` gives the SEEDS family (Gonzalez et al. 2023, arXiv 2305.14267; docs/algorithms/seeds.md): symbolic
+eta, one normal per stage node and the node noises from ``covariance.noise_factor`` (rule "exact" = Cholesky factor of
 the Ito covariance = OU recursion, or "mirrored"); weak order 1 (k = 1) or 2 (k = 2, 3), strong order 1.
 References: Lu et al. 2022a (DPM-Solver, arXiv 2206.00927), 2022b (DPM-Solver++, arXiv 2211.01095).
 """
@@ -67,15 +68,20 @@ NAMES = {
 }
 
 REFERENCES = {
-    ("data", False): "DPM-Solver++ singlestep (Lu et al. 2022b, arXiv 2211.01095); spec exponential_integrators.md §4",
-    ("eps", False): "DPM-Solver singlestep (Lu et al. 2022a, arXiv 2206.00927); spec exponential_integrators.md §4",
-    ("data", True): "SEEDS (Gonzalez et al. 2023, arXiv 2305.14267); specs/seeds.md §2",
-    ("eps", True): "SEEDS (Gonzalez et al. 2023, arXiv 2305.14267); specs/seeds.md §2",
+    ("data", False): "DPM-Solver++ singlestep (Lu et al. 2022b, arXiv 2211.01095); "
+                     "docs/algorithms/exponential_integrators.md §4",
+    ("eps", False): "DPM-Solver singlestep (Lu et al. 2022a, arXiv 2206.00927); "
+                    "docs/algorithms/exponential_integrators.md §4",
+    ("data", True): "Gonzalez, Fernandez, Tran, Gherbi, Hajri, Masmoudi, SEEDS, NeurIPS 2023 (arXiv 2305.14267); "
+                    "docs/algorithms/seeds.md §2",
+    ("eps", True): "Gonzalez, Fernandez, Tran, Gherbi, Hajri, Masmoudi, SEEDS, NeurIPS 2023 (arXiv 2305.14267); "
+                   "docs/algorithms/seeds.md §2",
 }
 
 
 def _order_condition(tab: SymbolicTableau) -> tuple:
-    """Solve [h^{order}] local error = 0 for the last stage fraction (3S: c2 = 2/3, spec §4.4 / V-07e)."""
+    """Solve [h^{order}] local error = 0 for the last stage fraction (3S: c2 = 2/3,
+    docs/algorithms/exponential_integrators.md §4.4 / V-07e)."""
     defect = series_defect(tab, n=tab.deterministic_order)
     coeff = sp.factor(defect.c[-1].as_expr())
     last = tab.params[-1] if not tab.sde else [p for p in tab.params if p != sy.eta][-1]
@@ -142,6 +148,7 @@ def derive_singlestep(
         order=min(order, 2) if sde else order,
         deterministic_order=order,
         strong_order=1 if sde else None,
+        uncertain=sde and order == 3,  # SEEDS-3: weak order 2 declared, 1.7-2.0 measured
         reference=REFERENCES[(prediction, sde)] + f" ({variant} variant)",
         derivation=f"diffsolve.symbolic.singlestep.derive_singlestep({order}, prediction={prediction!r}, "
         f"variant={variant!r}, sde={sde}, noise={noise!r})",
@@ -152,9 +159,11 @@ def derive_singlestep(
         condition = _order_condition(trial)
         base.update(generic_order=2, order_condition=condition)
         notes.append(
-            "Order 3 only when " + ", ".join(f"{p} = {v}" for p, v in condition) + "; order 2 otherwise (spec §4.4)."
+            "Order 3 only when " + ", ".join(f"{p} = {v}" for p, v in condition)
+            + "; order 2 otherwise (docs/algorithms/exponential_integrators.md §4.4)."
         )
     if sde:
-        notes.append(f"Noise rule {noise!r}; weak order {base['order']} (seeds.md §2.6), strong order 1.")
+        notes.append(f"Noise rule {noise!r}; weak order {base['order']} (docs/algorithms/seeds.md §2.6), "
+                     "strong order 1.")
     done = ("form", "weights") + (("order-condition",) if order == 3 else ())
     return SymbolicTableau(**base, notes=" ".join(notes)).check(done)

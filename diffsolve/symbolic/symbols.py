@@ -1,4 +1,5 @@
-"""The per-step SymPy symbols every derived tableau is written in (specs/exponential_integrators.md §0, §8.1).
+"""The per-step SymPy symbols every derived tableau is written in (docs/algorithms/exponential_integrators.md §0,
+§8 step 1).
 
 ``h``  log-SNR step (> 0);  ``r(j)``  history ratio r_j, j = 1..M;  ``la(p)``, ``ls(p)``  log alpha and log sigma
 at the step's node p = 0..S (0 = start, S = end);  ``eta``  stochasticity (>= 0);  ``c1``, ``c2``  stage

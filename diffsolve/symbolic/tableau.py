@@ -1,4 +1,4 @@
-"""The symbolic tableau: one solver step as SymPy expressions of the per-step variables (DESIGN.md §3).
+"""The symbolic tableau: one solver step as SymPy expressions of the per-step variables (docs/tableau.md).
 
 A step has S stages, M history values and Q standard normals; row S is the output:
 
@@ -31,7 +31,8 @@ class SymbolicTableau:
     ``strong_order`` the pathwise order of stochastic tableaux (None for ODE tableaux); ``generic_order`` the
     order that holds for every value of the stage-fraction parameters (None: the same as ``deterministic_order``);
     ``order_condition`` the ((parameter, value), ...) under which ``deterministic_order`` holds (e.g. c2 = 2/3;
-    the defaults satisfy it); ``derivation`` the call that re-derives the tableau."""
+    the defaults satisfy it); ``uncertain`` marks a declared order that is measured or reconstructed, not proven
+    (shown as 'order?' by ``diffsolve solvers``); ``derivation`` the call that re-derives the tableau."""
 
     name: str
     family: str
@@ -54,6 +55,7 @@ class SymbolicTableau:
     strong_order: int | None = None
     generic_order: int | None = None
     order_condition: tuple = ()
+    uncertain: bool = False
     keep: int = 0
     reference: str = ""
     notes: str = ""
