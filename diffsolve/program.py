@@ -80,11 +80,6 @@ class Program:
         return all(c.affine for s in self.segments for c in s.corrections)
 
     @property
-    def tau(self) -> np.ndarray:
-        """Model-call times of every step, segment after segment (stage counts must agree to stack them)."""
-        return np.concatenate([s.table.tau for s in self.segments], axis=0)
-
-    @property
     def table(self) -> StepTable:
         """The table of a one-segment program (raises for a longer one: iterate ``segments`` instead)."""
         if len(self.segments) != 1:

@@ -137,6 +137,24 @@ def test_two_segment_program_runs_like_its_segments_in_turn():
         assert not np.allclose(both, unshifted)  # the offset matters: the segments draw fresh noise
 
 
+def test_concatenated_tables_run_like_their_segments():
+    """StepTable.concat of tables without history (noise columns padded) is the two-segment program, bit for bit;
+    a clipped program is not affine, a plain one is."""
+    first = synthetic_table(steps=2, history=0, noises=1, seed=3)
+    second = synthetic_table(steps=3, history=0, noises=2, seed=4)
+    joined = StepTable.concat([first, second])
+    assert (joined.steps, joined.noises, joined.history) == (5, 2, 0)
+    x0 = _x0(TGT, n=10)
+    model = ModelAdapter(_eps_model(TGT), VP, "data", "eps")
+    for backend in ("numpy", "cpu"):
+        np.testing.assert_array_equal(run_on(backend, joined, model, x0, seed=6),
+                                      run_on(backend, Program((Segment(first), Segment(second))), model, x0, seed=6))
+    with pytest.raises(ValueError, match="one stage structure"):
+        StepTable.concat([first, synthetic_table(stages=2, history=0)])
+    assert ds.get_solver("ddim").program(VP, GRID).affine
+    assert not ds.get_solver("accel-sde").program(VP, GRID).affine
+
+
 def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
     """One scalar source: the identity-decorated build equals the compiled CPU build (and pair == span)."""
     from diffsolve.kernels import cpu as kc

@@ -97,8 +97,8 @@ class CudaEngine(Engine):
         if is_device_array(obj):
             arr = as_device_array(obj, what)
             if not arr.is_c_contiguous():
-                raise ModelOutputError(f"{what} is a non-contiguous CUDA array; pass a contiguous one "
-                                       "(e.g. tensor.contiguous())")
+                raise DiffsolveError(f"{what} is a non-contiguous CUDA array of shape {tuple(arr.shape)}; pass a "
+                                     "C-contiguous one (e.g. tensor.contiguous())")
             return arr, (TorchKind(torch, obj.device) if torch is not None else NUMPY)
         if torch is not None:
             raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend 'cuda' needs CUDA tensors "
