@@ -1,4 +1,5 @@
-"""A small progress bar on stderr for long runs (no dependency); silent when disabled."""
+"""Reporting long work on stderr: a small progress bar (silent when disabled or not a terminal), and a one-line
+notice when kernels are compiled for the first time."""
 
 from __future__ import annotations
 
@@ -34,3 +35,37 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
         return False
+
+
+_COMPILE_NOTICE = ("diffsolve: compiling kernels for this job (first use; Numba caches them on disk, so later runs "
+                   "start at once)...\n")
+_listener = None
+
+
+def announce_compilation(stream=None) -> None:
+    """Print one line on stderr the first time this process really compiles a diffsolve kernel.
+
+    Numba fires its "numba:compile" event only on a cache miss, not when it loads a cached kernel, so the line
+    appears on a cold cache only.  Idempotent; called when the compiled kernel modules are imported."""
+    global _listener
+    if _listener is not None:
+        return
+    from numba.core import event
+
+    class CompileNotice(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if not self.said and module.startswith("diffsolve"):
+                self.said = True
+                out = stream or sys.stderr
+                out.write(_COMPILE_NOTICE)
+                out.flush()
+
+        def on_end(self, ev):
+            pass
+
+    _listener = CompileNotice()
+    event.register("numba:compile", _listener)

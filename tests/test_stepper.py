@@ -146,3 +146,21 @@ def test_cuda_stepper_on_simulator():
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_first_compilation_is_announced_once_and_not_on_a_warm_cache(tmp_path):
+    """A cold Numba cache: one line on stderr says that kernels are being compiled; the same job again on the now
+    warm cache compiles nothing and says nothing."""
+    code = textwrap.dedent("""
+        import numpy as np, diffsolve as ds
+        s = ds.get_schedule("vp-linear")
+        x = np.ones((2, 3))
+        ds.sample("ddim", lambda x, t: 0.5 * x, s, ds.time_grid(s, 2), x_init=x, prediction="eps", backend="cpu")
+        ds.sample("ddpm", lambda x, t: 0.5 * x, s, ds.time_grid(s, 2), x_init=x, prediction="eps", backend="cpu")
+    """)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    assert runs[0].stderr.count("diffsolve: compiling kernels") == 1, runs[0].stderr
+    assert "compiling" not in runs[1].stderr, runs[1].stderr

@@ -18,7 +18,10 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ..progress import announce_compilation
 from .scalar import make_kernels
+
+announce_compilation()
 
 __all__ = ["THREADS", "SHARED_BYTES", "CORRECTIONS", "blocks_for", "clip_kernel", "combine_kernel", "convert_kernel",
            "fused_kernel"]
