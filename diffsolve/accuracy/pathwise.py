@@ -2,14 +2,14 @@
 (docs/verification.md §4).
 
 Nested log-SNR-uniform grids (N, 2N, 4N, ... steps) all sit on one fine grid of ``substeps`` sub-steps per step
-of the finest level; one set of fine Brownian increments dB (in lam-time) drives every level:
+of the finest level; one set of fine Brownian increments dB (in lam-time, from a
+:class:`~diffsolve.noise.brownian.BrownianTree` keyed by the seed and the path index) drives every level:
 
 * the normals of a step are the normalised fresh parts of the OU path between consecutive stage nodes,
   z_j = sqrt(2 eta) sum_k e^{-eta (lam_j - mu_k)} dB_k / sqrt(1 - e^{-2 eta (lam_j - lam_{j-1})}) over the fine
   sub-steps of [lam_{j-1}, lam_j] (docs/algorithms/seeds.md §1.5, §6.5): with the exact (Cholesky = OU
-  recursion) noise rule the
-  tableau then reproduces the path's node values; another rule (the mirrored one) combines the same normals
-  differently and is judged on the same path;
+  recursion) noise rule the tableau then reproduces the path's node values; another rule (the mirrored one)
+  combines the same normals differently and is judged on the same path;
 * the reference is the exact eta-reverse process of a Gaussian target on the fine grid: per coordinate
   x - mu is carried by Psi (the exact propagator of :func:`~diffsolve.accuracy.gaussian_law.reverse_process_law`)
   plus sqrt(2 eta) sum_k Psi(lam_end, mu_k) sigma(mu_k) dB_k, with mu_k the sub-step midpoints.
@@ -25,6 +25,7 @@ import numpy as np
 
 from ..backends.numpy_backend import NumpyEngine
 from ..errors import DiffsolveError
+from ..noise.brownian import BrownianTree
 from ..sampling import sample
 from ..solvers import get_solver
 from ..targets import Gaussian
@@ -72,8 +73,11 @@ def strong_order_study(solver, target: Gaussian, schedule, steps=(8, 16, 32, 64)
     lam_nodes = np.linspace(*lam_range, finest * substeps + 1)
     dmu = np.diff(lam_nodes)
     mid = 0.5 * (lam_nodes[1:] + lam_nodes[:-1])
+    # one Brownian path per sample, in lam-time, from the virtual Brownian tree: every level reads the same path;
+    # leaves no wider than a fine sub-step hold at most one grid time each, so the increments have the exact law
+    tree = BrownianTree(seed, lam_nodes[0], lam_nodes[-1], (paths, d), tol=float(dmu.min()))
+    dB = tree.increments(lam_nodes)
     rng = np.random.default_rng(seed)
-    dB = rng.standard_normal((dmu.size, paths, d)) * np.sqrt(dmu)[:, None, None]
     # reference on the fine grid: exact propagator per fine step, noise by the midpoint rule
     t_nodes = schedule.t_of_lam(lam_nodes)
     m0, v0 = target.marginal_moments(t_nodes[0], schedule)
