@@ -11,7 +11,6 @@ from .noise import standard_normal
 from .progress import Progress
 from .schedules import Schedule
 from .stepper import Stepper, prepare_run
-from .targets import Target
 
 __all__ = ["sample", "prior_sample", "run_program"]
 
