@@ -55,7 +55,8 @@ class Run(NamedTuple):
         """A run of any program (e.g. a hand-built table) whose rows combine ``prediction`` outputs."""
         _check_keys(seed, sample_offset)
         if not isinstance(schedule, Schedule):
-            raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}")
+            raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}; "
+                                 "use ds.get_schedule(...)")
         return Run(name, check_prediction(prediction), schedule, Program.of(program), int(seed), int(sample_offset),
                    int(history))
 
