@@ -92,9 +92,8 @@ class CpuEngine(HostEngine):
             V[S + m] = h
         g = plan.gmm_stage_tables(target, schedule, segment.table.tau, prediction, X.dtype)
         # the argument order is part of what LLVM sees under fastmath: keep it (the samples' bits depend on it)
-        KB, KE, bound, clipped = plan.fused_clip(rows)
-        kernels.fused_gmm(g.iso, clipped)(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot,
-                                          rows.hslot, KB, KE, bound, clipped, g.tab, g.aux, g.iso, keys.seed_lo,
-                                          keys.seed_hi, keys.sidx, step_offset)
+        kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
+                          *plan.fused_clip(rows), g.tab, g.aux, g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
+                          step_offset)
         return X
 

@@ -8,7 +8,6 @@ another file still invalidates the cached machine code.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 from typing import NamedTuple
@@ -40,8 +39,6 @@ combine_row = _k.combine_row
 convert_span = _k.convert_span
 clip_add = _k.clip_add
 gmm_predict = _k.gmm_predict
-gmm_predict_iso = _k.gmm_predict_iso
-gmm_predict_diag = _k.gmm_predict_diag
 
 TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
 PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
@@ -97,24 +94,9 @@ def _build(stamp, parallel):
                          seed_lo, seed_hi, sidx[i], step, inplace)
         return bad
 
-    jit = numba.njit(parallel=parallel, cache=True)
-    return jit(combine_any), jit(convert_any), jit(advance_any), jit(clip_any)
-
-
-@functools.lru_cache(maxsize=None)
-def fused_gmm(iso: bool, clipped: bool):
-    """The fused trajectory loop for one component form (``iso``) and with or without the clipped momentum.
-
-    The two flags are closure constants, so Numba prunes the branches not taken before it inlines the scalar
-    kernels: each specialisation compiles only the code it runs, which keeps the first (cold-cache) compilation
-    short.  They are also part of the cache key (closure contents), as the source stamp is."""
-    stamp = f"{SOURCE_STAMP}/fused/iso={iso}/clipped={clipped}"
-
-    def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped_arg, tab, aux, iso_arg, seed_lo, seed_hi,
-              sidx, step_offset):
-        """Every step of every sample with the mixture model inlined; tiles of TILE samples in parallel.
-        (``clipped_arg`` / ``iso_arg`` are the flags again: kept in the signature, which LLVM's code generation,
-        and hence the samples' last bits under fastmath, depend on.)"""
+    def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+              step_offset):
+        """Every step of every sample with the mixture model inlined; tiles of TILE samples in parallel."""
         if stamp == "":
             return
         n = X.shape[0]
@@ -131,16 +113,15 @@ def fused_gmm(iso: bool, clipped: bool):
                     for i in range(lo, hi):
                         combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
                                     False)
-                        if iso:
-                            gmm_predict_iso(V, fslot[m, s], U, i, tab, aux, m, s, ll)
-                        else:
-                            gmm_predict_diag(V, fslot[m, s], U, i, tab, aux, m, s, ll)
+                        gmm_predict(V, fslot[m, s], U, i, tab, aux, m, s, ll, iso)
                 for i in range(lo, hi):
                     combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step, True)
                     if clipped:
                         clip_add(X, V, i, m, fslot, hslot, KB, KE, bound)
 
-    return numba.njit(parallel=True, cache=True, fastmath=FUSED_FASTMATH)(fused)
+    jit = numba.njit(parallel=parallel, cache=True)
+    fast = numba.njit(parallel=parallel, cache=True, fastmath=FUSED_FASTMATH)
+    return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused), jit(clip_any)
 
 
 class Loops(NamedTuple):
@@ -149,11 +130,13 @@ class Loops(NamedTuple):
     combine: object
     convert: object
     advance: object
+    fused: object
     clip: object
 
 
 _PARALLEL = Loops(*_build(SOURCE_STAMP, True))
 _SERIAL = Loops(*_build(SOURCE_STAMP, False))
+fused_gmm = _PARALLEL.fused
 
 
 def loops(size: int) -> Loops:
