@@ -16,7 +16,9 @@ __all__ = ["ModelAdapter", "check_output_type"]
 
 class ModelAdapter:
     """``model`` seen by the driver: ``fn(x, t)`` returns predictions of type ``native``; ``target`` is the
-    analytic target when there is one (it predicts the solver's type directly; backends may fuse it)."""
+    analytic target when there is one (it predicts the solver's type directly; backends may fuse it);
+    ``log_density(x, t)`` gives log p_t(x) per sample where the model has it (a target, or a callable with a
+    ``log_density`` attribute), else None (MALA with the exact energy needs it)."""
 
     def __init__(self, model, schedule, solver_prediction: str, prediction: str | None = None):
         self.schedule = schedule
@@ -25,6 +27,7 @@ class ModelAdapter:
             self.target = model
             self.native = solver_prediction
             self.fn = lambda x, t: model.predict(x, t, schedule, solver_prediction)
+            self.log_density = lambda x, t: model.logpdf(x, t, schedule)
             return
         if not callable(model):
             raise DiffsolveError(
@@ -39,6 +42,7 @@ class ModelAdapter:
         self.native = predictions.check_prediction(declared)
         self.target = None
         self.fn = model
+        self.log_density = getattr(model, "log_density", None)
 
 
 def check_output_type(out, where: str):

@@ -1,9 +1,10 @@
 """Programs: what a solver produces for one grid, and what every backend, the Stepper and the exact-law harnesses
 run (docs/tableau.md, "Programs and corrections").
 
-A :class:`Program` is a sequence of :class:`Segment` s run one after another on the same state.  A segment is a
-:class:`~diffsolve.tableau.StepTable` plus the per-sample corrections (:mod:`diffsolve.corrections`) applied after
-its output row.  A tableau solver is a one-segment program; composite samplers join segments.  The noise counter
+A :class:`Program` is a sequence of segments (:class:`Update` s) run one after another on the same state.  The
+table segment, :class:`Segment`, is a :class:`~diffsolve.tableau.StepTable` plus the per-sample corrections
+(:mod:`diffsolve.corrections`) applied after its output row; a Langevin chain
+(:class:`~diffsolve.langevin.LangevinSegment`) is the other kind.  A tableau solver is a one-segment program; composite samplers join segments.  The noise counter
 runs on across segments (step ``k`` of the program draws with step key ``k + 1``), so a sample never depends on how
 a program is cut into segments.  History values do not cross segment boundaries: each segment starts with no
 history (the first one with the history a run is given).
@@ -16,11 +17,19 @@ from dataclasses import dataclass
 from .corrections import Correction
 from .tableau import StepTable
 
-__all__ = ["Program", "Segment"]
+__all__ = ["Program", "Segment", "Update"]
+
+
+class Update:
+    """Base of the segment kinds: ``steps`` (noise steps it takes) and ``affine`` (whether the exact-law harnesses
+    can propagate it exactly).  Each kind has a driver (:data:`diffsolve.stepper.DRIVERS`)."""
+
+    steps: int
+    affine: bool
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(Update):
     """A table of steps and the corrections applied after each of its output rows (in order)."""
 
     table: StepTable
@@ -36,6 +45,10 @@ class Segment:
     @property
     def steps(self) -> int:
         return self.table.steps
+
+    @property
+    def affine(self) -> bool:
+        return all(c.affine for c in self.corrections)
 
     def linear_table(self) -> StepTable:
         """The table with every correction's linear part folded in (exact where all corrections are affine)."""
@@ -53,8 +66,8 @@ class Program:
 
     def __post_init__(self):
         object.__setattr__(self, "segments", tuple(self.segments))
-        if not self.segments or not all(isinstance(s, Segment) for s in self.segments):
-            raise TypeError("a Program is a non-empty sequence of Segment objects")
+        if not self.segments or not all(isinstance(s, Update) for s in self.segments):
+            raise TypeError("a Program is a non-empty sequence of segments (Segment, LangevinSegment)")
 
     @staticmethod
     def of(obj) -> "Program":
@@ -75,7 +88,7 @@ class Program:
     @property
     def affine(self) -> bool:
         """Whether every step is affine (no correction, or only affine ones): exact laws are then exact."""
-        return all(c.affine for s in self.segments for c in s.corrections)
+        return all(s.affine for s in self.segments)
 
     @property
     def table(self) -> StepTable:

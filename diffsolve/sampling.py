@@ -98,5 +98,5 @@ def run_program(run, model: ModelAdapter, x: np.ndarray, history=(), *, backend=
             bar.update(run.program.steps)
             return X.reshape(x.shape)
         st = Stepper.from_run(run, x, model.native, engine, history)
-        st.run(model.fn, progress=bar)
+        st.run(model.fn, progress=bar, log_density=model.log_density)
         return st.host_x()  # the stepper's own buffer (a copy on CUDA): nothing else holds it

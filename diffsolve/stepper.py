@@ -5,11 +5,14 @@
         st.step(model(st.x_model, st.t_model))      # e.g. a torch.nn.Module returning eps
     x0 = st.x
 
-Each ``step`` converts the model's prediction into the solver's (exactly, :mod:`diffsolve.predictions`), stores
-it as the current stage output and forms the next stage input (or the step output with the segment's
-corrections, shifting the history) with the engine of the chosen backend (:mod:`diffsolve.backends`).  Noise is
-keyed by (seed, sample_offset + i, step, draw).  :func:`diffsolve.sample` with a model callable runs this same
-loop, so a Stepper loop reproduces ``sample(...)`` with the same model bit for bit.
+The program's segments run in order; each segment kind has a *driver* (:data:`DRIVERS`): a generator that yields
+the model calls it needs (:class:`Call`) and receives the model's outputs.  The driver of a coefficient table
+converts every prediction into the solver's (exactly, :mod:`diffsolve.predictions`), stores it as the current stage
+output and forms the next stage input (or the step output with the segment's corrections, shifting the history)
+with the engine of the chosen backend (:mod:`diffsolve.backends`); the Langevin segments
+(:mod:`diffsolve.langevin`) register their own.  Noise is keyed by (seed, sample_offset + i, step, draw).
+:func:`diffsolve.sample` with a model callable runs this same loop, so a Stepper loop reproduces ``sample(...)``
+with the same model bit for bit.
 
 Arrays: NumPy arrays, torch tensors (CPU tensors shared zero-copy through ``.numpy()``; CUDA tensors through
 ``__cuda_array_interface__`` on the ``cuda`` backend) or numba device arrays.  ``x_model`` and ``x`` come back in
@@ -18,7 +21,7 @@ the kind of ``x_init`` and are views of the stepper's buffers: valid until the n
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -29,11 +32,11 @@ from .kernels import plan
 from .models import check_output_type
 from .noise.normals import split_seed
 from .predictions import check_prediction, conversion
-from .program import Program
+from .program import Program, Segment
 from .schedules import Schedule
 from .solvers import Solver, get_solver
 
-__all__ = ["Run", "Stepper", "prepare_run"]
+__all__ = ["Call", "DRIVERS", "Run", "RunState", "Stepper", "prepare_run"]
 
 
 class Run(NamedTuple):
@@ -88,24 +91,108 @@ def prepare_run(solver, schedule, grid, *, seed=0, sample_offset=0, history=0, *
                grid)
 
 
-class _Segment:
-    """The running state of one program segment: its rows (host and engine side), slot stack, conversions."""
+class Call(NamedTuple):
+    """A model evaluation a segment's driver asks for: input ``u`` (an engine array (n, D)) at time ``t``, for
+    program step ``step`` (0-based), call ``stage`` of ``stages`` in that step.  ``energy``: the driver also needs
+    log p_t(u) per sample (MALA with the exact energy)."""
 
-    def __init__(self, engine, segment, schedule, prediction, solver_prediction, dtype, flat, first_step):
-        table = segment.table
-        self.rows = plan.segment_rows(segment, dtype)
-        self.bound = engine.bind(self.rows)
+    u: object
+    t: float
+    step: int
+    stage: int
+    stages: int
+    energy: bool = False
+
+
+class RunState:
+    """What segment drivers share: the engine, the state ``X`` and a stage buffer ``U`` (engine arrays (n, D)),
+    the noise keys, the run (schedule, the prediction its rows combine) and the model's prediction type."""
+
+    def __init__(self, engine, run, X, U, keys, dtype, flat, native, history):
+        self.engine, self.run, self.X, self.U, self.keys = engine, run, X, U, keys
+        self.dtype, self.flat, self.native = dtype, flat, native
+        self.history = history  # initial history values (newest first): the first segment takes them
+        self.offset = run.history  # noise steps are counted from the grid's first node
+        self.cache = {}  # what a segment leaves for the next one (e.g. the score of the final state)
+        self.stats = {}  # what segments report (e.g. MALA acceptance rates, one per segment)
+
+    def conversion(self, t: float, to: str):
+        """The conversion of the model's outputs at time ``t`` into prediction type ``to``."""
+        return conversion(self.run.schedule, float(t), self.native, to)
+
+    def noise_step(self, step: int) -> int:
+        """The noise step key of program step ``step`` (0-based)."""
+        return self.offset + step + 1
+
+
+def check_finite(bad: int, call: Call, state: RunState):
+    """Raise when a model returned non-finite values (``bad`` of them) at ``call``."""
+    if bad:
+        raise ModelOutputError(f"the model returned {bad} NaN/inf value(s) {where(call, state)}; check the model "
+                               "(and its time conditioning) at this noise level; diffsolve never passes non-finite "
+                               "outputs on (this stepper's state is now invalid: build a new one)")
+
+
+def where(call: Call, state: RunState) -> str:
+    return f"at t = {call.t!r} (step {state.offset + call.step})"
+
+
+class _Table:
+    """The running state of one table segment: its rows (host and engine side), slot stack, conversions."""
+
+    def __init__(self, state, segment):
+        table, eng = segment.table, state.engine
+        self.rows = plan.segment_rows(segment, state.dtype)
+        self.bound = eng.bind(self.rows)
         self.tau, self.steps, self.stages = table.tau, table.steps, table.stages
-        self.first_step = first_step  # program step index of this segment's first step
-        self.V = engine.zeros((max(table.stages + table.history, 1),) + flat, dtype)
-        self.convs = [[conversion(schedule, float(table.tau[m, s]), prediction, solver_prediction)
-                       for s in range(table.stages)] for m in range(table.steps)]
+        self.V = eng.zeros((max(table.stages + table.history, 1),) + state.flat, state.dtype)
+        self.convs = [[state.conversion(table.tau[m, s], state.run.prediction) for s in range(table.stages)]
+                      for m in range(table.steps)]
         # rows that are u = x exactly (usually stage 0): the state itself is the model input, no pass needed
         S = table.stages
         r = np.arange(S + 1)
         lower = r[None, :, None] > np.arange(S)[None, None, :]  # B[m, r, s] is used for s < r only
         self.ident = ((table.A == 1.0) & ~np.any((table.B != 0) & lower, axis=2)
                       & ~np.any(table.E != 0, axis=2) & ~np.any(table.C != 0, axis=2))
+
+
+def drive_table(segment: Segment, state: RunState, first: int):
+    """The driver of a table segment: one call per stage; the rows formed by the engine."""
+    seg, eng, X, U = _Table(state, segment), state.engine, state.X, state.U
+    S = seg.stages
+    for m, h in enumerate(state.history):  # shapes checked by the Stepper
+        h, _ = eng.to_engine(h, f"history[{m}]")
+        eng.copy_in(seg.V[S + m], h.reshape(state.flat))
+    state.history = []
+    for m in range(seg.steps):
+        step = state.noise_step(first + m)
+        if seg.ident[m, 0]:
+            u = X
+        else:
+            eng.combine(U, X, seg.V, seg.bound, m, 0, state.keys, step)
+            u = U
+        for s in range(S):
+            call = Call(u, float(seg.tau[m, s]), first + m, s, S)
+            vals = yield call
+            slot, conv, r = int(seg.rows.fslot[m, s]), seg.convs[m][s], s + 1
+            if r < S and seg.ident[m, r]:
+                bad = eng.convert(seg.V, slot, vals, u, conv)
+                nxt = X
+            else:
+                nxt = U if r < S else X
+                bad = eng.advance(seg.V, slot, vals, u, conv, nxt, X, seg.bound, m, r, state.keys, step)
+            check_finite(bad, call, state)
+            u = nxt
+
+
+DRIVERS: dict[type, Callable] = {Segment: drive_table}  # segment kind -> its driver (Langevin kinds add theirs)
+
+
+def _driver(segment):
+    for cls in type(segment).__mro__:
+        if cls in DRIVERS:
+            return DRIVERS[cls]
+    raise TypeError(f"no driver for program segments of type {type(segment).__name__}")
 
 
 def _check_state(x, what):
@@ -131,9 +218,9 @@ class Stepper:
     ``numpy`` or an engine instance), ``seed`` and ``sample_offset`` (noise keys), ``history`` (newest first) for
     an exact multistep start; extra keywords are solver parameters.
 
-    Attributes: ``done``; ``x_model`` / ``t_model`` the next model call's input and time; ``x`` the current
-    state; ``step_index`` / ``stage`` the position; ``steps`` the number of solver steps; ``nfe`` the model
-    calls so far.
+    Attributes: ``done``; ``x_model`` / ``t_model`` the next model call's input and time; ``needs_energy``
+    whether that call also needs log p_t (pass it to :meth:`step`); ``x`` the current state; ``step_index`` /
+    ``stage`` the position; ``steps`` the number of program steps; ``nfe`` the model calls so far.
     """
 
     def __init__(self, solver, schedule, grid, *, x_init, prediction="eps", backend="cpu", seed=0,
@@ -156,128 +243,133 @@ class Stepper:
         self.shape, dtype = _check_state(x, "x_init")
         n = self.shape[0]
         flat = (n, int(np.prod(self.shape[1:])))
-        self._flat, self._dtype, self._prediction = flat, dtype, prediction
-        self.solver, self._run = run.solver, run
-        self._X = eng.empty(flat, dtype)
-        eng.copy_in(self._X, x.reshape(flat))
-        self._U = eng.empty(flat, dtype)
-        self._keys = eng.keys(run.seed, run.sample_index(n))
-        self._offset = run.history  # noise steps are counted from the grid's first node
-        self.steps = run.program.steps
-        self.step_index, self.stage, self.nfe = 0, 0, 0
-        self._views = {id(a): self._kind.wrap(a.reshape(self.shape)) for a in (self._U, self._X)}
-        self._segment_index = -1
-        self._next_segment()
-        S = self._seg.stages
         for m, h in enumerate(history):
-            h, _ = eng.to_engine(h, f"history[{m}]")
             if tuple(h.shape) != self.shape:
                 raise DiffsolveError(f"history[{m}] has shape {tuple(h.shape)}, expected x_init's {self.shape}")
-            eng.copy_in(self._seg.V[S + m], h.reshape(flat))
-        self._u = self._stage_input(0, 0) if self.steps else self._U
+        self.solver, self._run = run.solver, run
+        X = eng.empty(flat, dtype)
+        eng.copy_in(X, x.reshape(flat))
+        self._state = RunState(eng, run, X, eng.empty(flat, dtype), eng.keys(run.seed, run.sample_index(n)), dtype,
+                               flat, prediction, history)
+        self.steps = run.program.steps
+        self.nfe = 0
+        self._views = {}
+        self._calls = self._program_calls()
+        self._call = next(self._calls, None)
 
-    def _next_segment(self):
-        self._segment_index += 1
-        run = self._run
-        first = 0 if self._segment_index == 0 else self._seg.first_step + self._seg.steps
-        self._seg = _Segment(self._engine, run.program.segments[self._segment_index], run.schedule,
-                             self._prediction, run.prediction, self._dtype, self._flat, first)
+    def _program_calls(self):
+        first = 0
+        for segment in self._run.program.segments:
+            yield from _driver(segment)(segment, self._state, first)
+            first += segment.steps
 
-    def _form_row(self, out, m, r):
-        seg = self._seg
-        self._engine.combine(out, self._X, seg.V, seg.bound, m, r, self._keys,
-                             self._offset + seg.first_step + m + 1)
-
-    def _stage_input(self, m, s):
-        """The engine array holding stage s's input of segment step m (forming it unless the row is u = x)."""
-        if self._seg.ident[m, s]:
-            return self._X
-        self._form_row(self._U, m, s)
-        return self._U
+    def _view(self, arr):
+        view = self._views.get(id(arr))
+        if view is None or view[0] is not arr:
+            view = self._views[id(arr)] = (arr, self._kind.wrap(arr.reshape(self.shape)))
+        return view[1]
 
     @property
     def done(self) -> bool:
         """True once every step has been taken."""
-        return self.step_index >= self.steps
+        return self._call is None
+
+    @property
+    def step_index(self) -> int:
+        """The program step the next model call belongs to (``steps`` once done)."""
+        return self.steps if self._call is None else self._call.step
+
+    @property
+    def stage(self) -> int:
+        """The next model call's index within its step."""
+        return 0 if self._call is None else self._call.stage
 
     @property
     def stages(self) -> int:
-        """Model calls per step of the current segment."""
-        return self._seg.stages
+        """Model calls in the current step."""
+        return 0 if self._call is None else self._call.stages
+
+    @property
+    def stats(self) -> dict:
+        """What the program's segments report so far, e.g. ``{"acceptance": [rate per MALA segment]}``."""
+        return self._state.stats
+
+    @property
+    def needs_energy(self) -> bool:
+        """Whether the next call also needs the log-density log p_t(x_model) (``step(out, log_density=...)``)."""
+        return self._call is not None and self._call.energy
 
     @property
     def x_model(self):
         """The next model call's input (a view of the stepper's buffers: valid until the next ``step``)."""
         self._check_not_done()
-        return self._views[id(self._u)]
+        return self._view(self._call.u)
 
     @property
     def t_model(self) -> float:
         """The next model call's time."""
         self._check_not_done()
-        return float(self._seg.tau[self.step_index - self._seg.first_step, self.stage])
+        return self._call.t
 
     @property
     def x(self):
         """The current state (after the last completed step), in x_init's kind (a view: valid until ``step``)."""
-        return self._views[id(self._X)]
+        return self._view(self._state.X)
 
     def host_x(self) -> np.ndarray:
         """The current state as a NumPy array shaped like ``x_init`` (copied from the device on CUDA; on the host
         engines the stepper's buffer itself: valid until the next ``step``)."""
-        return self._engine.to_host(self._X).reshape(self.shape)
+        return self._engine.to_host(self._state.X).reshape(self.shape)
 
     def _check_not_done(self):
         if self.done:
             raise DiffsolveError(f"the stepper is done ({self.steps} steps taken); read .x for the result")
 
-    def step(self, model_output) -> None:
-        """Consume the model's output at (x_model, t_model) and advance by one stage (one model evaluation)."""
+    def step(self, model_output, log_density=None) -> None:
+        """Consume the model's output at (x_model, t_model) and advance to the next model call.  Where
+        ``needs_energy``, also pass ``log_density``: log p_t(x_model) per sample, shape (n,)."""
         self._check_not_done()
-        seg, eng = self._seg, self._engine
-        m, s = self.step_index - seg.first_step, self.stage
-        where = f"at t = {float(seg.tau[m, s])!r} (step {self._offset + self.step_index})"
-        check_output_type(model_output, where)
-        vals, _ = eng.to_engine(model_output, f"the model output {where}")
+        call, eng = self._call, self._engine
+        at = where(call, self._state)
+        check_output_type(model_output, at)
+        vals, _ = eng.to_engine(model_output, f"the model output {at}")
         if tuple(vals.shape) != self.shape:
-            raise ModelOutputError(f"the model returned shape {tuple(vals.shape)} {where} for an input of shape "
+            raise ModelOutputError(f"the model returned shape {tuple(vals.shape)} {at} for an input of shape "
                                    f"{self.shape}; it must return an array of the same shape as x")
         if not np.issubdtype(np.dtype(vals.dtype), np.floating):
-            raise ModelOutputError(f"the model returned dtype {vals.dtype} {where}; return floating-point values "
+            raise ModelOutputError(f"the model returned dtype {vals.dtype} {at}; return floating-point values "
                                    "(float32 or float64)")
-        slot, conv = int(seg.rows.fslot[m, s]), seg.convs[m][s]
-        vals = vals.reshape(self._flat)
+        vals = vals.reshape(self._state.flat)
+        if call.energy:
+            vals = (vals, self._log_density(log_density, at))
+        elif log_density is not None:
+            raise DiffsolveError(f"log_density was passed {at}, but this call needs none (see needs_energy)")
         self.nfe += 1
-        r = s + 1  # the row formed next: stage s + 1, or the step output (row S)
-        step = self._offset + seg.first_step + m + 1
-        if r < seg.stages and seg.ident[m, r]:
-            bad = eng.convert(seg.V, slot, vals, self._u, conv)
-            nxt = self._X
-        else:
-            nxt = self._U if r < seg.stages else self._X
-            bad = eng.advance(seg.V, slot, vals, self._u, conv, nxt, self._X, seg.bound, m, r, self._keys, step)
-        if bad:
-            raise ModelOutputError(f"the model returned {bad} NaN/inf value(s) {where}; check the model (and its "
-                                   "time conditioning) at this noise level; diffsolve never passes non-finite outputs "
-                                   "on (this stepper's state is now invalid: build a new one)")
-        if r < seg.stages:
-            self.stage, self._u = r, nxt
-            return
-        self.step_index, self.stage = self.step_index + 1, 0
-        if self.done:
-            return
-        if self.step_index == seg.first_step + seg.steps:
-            self._next_segment()
-        self._u = self._stage_input(self.step_index - self._seg.first_step, 0)
+        try:
+            self._call = self._calls.send(vals)
+        except StopIteration:
+            self._call = None
 
-    def run(self, model, progress=None):
-        """Drive the remaining steps with ``model(x_model, t_model)``; returns ``x``.  ``progress`` (optional)
-        has ``update(k)``, called once per completed step."""
+    def _log_density(self, value, at):
+        if value is None:
+            raise DiffsolveError(f"this call {at} needs log_density (log p_t(x_model) per sample, shape "
+                                 f"({self.shape[0]},)): the program's MALA uses energy='exact'; pass it, or use "
+                                 "energy='trapezoid' or 'simpson' (score only)")
+        arr, _ = self._engine.to_engine(value, f"log_density {at}")
+        if tuple(arr.shape) != (self.shape[0],):
+            raise ModelOutputError(f"log_density {at} has shape {tuple(arr.shape)}; expected ({self.shape[0]},)")
+        return arr
+
+    def run(self, model, progress=None, log_density=None):
+        """Drive the remaining steps with ``model(x_model, t_model)`` (and ``log_density(x_model, t_model)``
+        where a call needs it); returns ``x``.  ``progress`` (optional) has ``update(k)``, called once per
+        completed step."""
         while not self.done:
             before = self.step_index
-            self.step(model(self.x_model, self.t_model))
+            energy = log_density(self.x_model, self.t_model) if self.needs_energy and log_density else None
+            self.step(model(self.x_model, self.t_model), energy)
             if progress is not None and self.step_index != before:
-                progress.update(1)
+                progress.update(self.step_index - before)
         return self.x
 
     def __repr__(self):

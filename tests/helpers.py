@@ -75,6 +75,17 @@ def registered_solvers() -> list[str]:
     return list(ds.solvers.solver_names())
 
 
+def table_solvers() -> list[str]:
+    """The registered names whose solver is one generated table per warm-up level (``ds.solvers.Solver``): every
+    name but the Langevin samplers, whose programs are built from parameters."""
+    return [n for n in registered_solvers() if isinstance(solver(n), ds.solvers.Solver)]
+
+
+def langevin_solvers() -> list[str]:
+    """The registered Langevin samplers (``ula``, ``mala``, ``uld``, ``rtk-*``, ``pc``)."""
+    return [n for n in registered_solvers() if not isinstance(solver(n), ds.solvers.Solver)]
+
+
 def solver(name: str, **params):
     """The solver for ``"name"`` or ``"name:variant"``, with runtime parameters."""
     base, _, variant = name.partition(":")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import diffsolve as ds
+from helpers import table_solvers
 from diffsolve.backends.numpy_backend import NumpyEngine
 from diffsolve.errors import DiffsolveError, ModelOutputError
 from diffsolve.models import ModelAdapter
@@ -31,7 +32,7 @@ GRID = ds.time_grid(VP, 8, "time")
 TGT = from_spec("gmm:d=5,k=6,seed=3")  # isotropic components
 DIAG = GaussianMixture([0.3, 0.5, 0.2], np.random.default_rng(7).standard_normal((3, 4)) * 1.5,
                        np.random.default_rng(8).uniform(0.05, 0.5, (3, 4)))
-SOLVERS = ds.solvers.solver_names()
+SOLVERS = table_solvers()  # Langevin samplers: tests/test_langevin.py
 RTOL = 1e-12
 
 
@@ -284,6 +285,8 @@ def test_cuda_simulator_matches_numpy():
     from numba import cuda
     from diffsolve.models import ModelAdapter
     from diffsolve.targets import from_spec
+    import sys; sys.path.insert(0, "tests")
+    from helpers import table_solvers
     from tests.test_backends import synthetic_table, run_on, DIAG
     VP = ds.get_schedule("vp-linear"); grid = ds.time_grid(VP, 3, "time")
     def close(a, b, what):
@@ -293,7 +296,7 @@ def test_cuda_simulator_matches_numpy():
     x0 = ds.sampling.prior_sample(VP, grid[0], 6, 3, seed=2)
     dev_eps = lambda x, t: cuda.to_device(tgt.predict(x.copy_to_host(), t, VP, "eps"))
     host_eps = lambda x, t: tgt.predict(x.copy_to_host(), t, VP, "eps")   # NumPy outputs are accepted too
-    for solver in ds.solvers.solver_names() + [ds.get_solver("accel-sde", c=0.05)]:  # the last one clips
+    for solver in table_solvers() + [ds.get_solver("accel-sde", c=0.05)]:  # the last one clips
         ref = ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3)
         close(ds.sample(solver, tgt, VP, grid, x_init=x0, seed=3, backend="cuda"), ref, str(solver) + " fused")
         for model in (dev_eps, host_eps):

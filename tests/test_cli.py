@@ -200,7 +200,11 @@ ERROR_CASES = [
     ("sample-negative-n", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4", "--n", "-5"],
      "sample", ["got n=-5"]),
     ("sample-bad-param", ["sample", "--solver", "seeds-2", "--steps", "10", "--target", "gaussian:d=4",
-                          "--param", "eta"], "sample", ["--param must look like KEY=NUMBER", "'eta'"]),
+                          "--param", "eta"], "sample", ["--param must look like KEY=VALUE", "'eta'"]),
+    ("sample-word-for-a-number", ["sample", "--solver", "ddpm", "--steps", "10", "--target", "gaussian:d=4",
+                                  "--param", "eta=high"], "sample", ["parameter eta must be a number", "'high'"]),
+    ("sample-bad-langevin-word", ["sample", "--solver", "rtk-mala", "--steps", "3", "--target", "gaussian:d=2",
+                                  "--param", "energy=exactly"], "sample", ["energy must be one of", "'exactly'"]),
     ("sample-unknown-param", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
                               "--param", "eta=0.5"], "sample", ["has no parameter 'eta'"]),
     ("order-param-out-of-range", ["order", "--solver", "accel-sde", "--target", "gaussian:d=4", "--steps", "8,16",
@@ -230,6 +234,15 @@ def test_error_negative_target_seed(capsys):
                                  "--json"])
     assert rc == 2
     _assert_one_line_error(err, "sample", "seed")
+
+
+def test_langevin_sampler_from_the_command_line(capsys):
+    """Words and per-segment lists reach a Langevin sampler (--param energy=exact, tau=0.2,0.1)."""
+    assert main(["sample", "--solver", "rtk-mala", "--schedule", "ou", "--spacing", "time", "--steps", "2",
+                 "--target", "gaussian:d=2", "--n", "64", "--param", "energy=exact", "--param", "tau=0.2,0.1",
+                 "--param", "inner=3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"]["energy"] == "exact" and report["params"]["tau"] == [0.2, 0.1]
 
 
 def test_variant_names_and_params_reach_the_solver(capsys):

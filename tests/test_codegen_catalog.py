@@ -156,7 +156,7 @@ def test_check_mode_of_the_single_entry_point(tmp_path, capsys):
         pytest.skip(f"text comparison needs SymPy {catalog.PINNED_SYMPY}")
     assert main(["--check"]) == 0
     files = render()
-    assert {"__init__.py", "psi.py", "schedules.py"} <= set(files) and len(files) == len(catalog.CATALOG) + 3
+    assert {"__init__.py", "psi.py", "schedules.py", "uld.py"} <= set(files) and len(files) == len(catalog.CATALOG) + 4
     (tmp_path / "psi.py").write_text(files["psi.py"] + "# edited\n", encoding="utf-8")
     capsys.readouterr()
     assert main(["--check", "--directory", str(tmp_path)]) == 1

@@ -6,7 +6,7 @@ import pytest
 import diffsolve as ds
 from diffsolve.accuracy import exact_error, initial_law, propagate, reverse_process_law
 from diffsolve.targets import Gaussian, from_spec
-from helpers import GAUSSIAN_D8, ORDER_SETUP, VP, parametrize_solvers, solver
+from helpers import GAUSSIAN_D8, ORDER_SETUP, VP, parametrize_solvers, solver, table_solvers
 
 
 def test_ddpm_step_is_the_posterior_of_the_forward_process():
@@ -140,7 +140,7 @@ REGISTRY_ORDER_CASES = ["ddim", "ddpm", "dpmpp-1m", "dpmpp-2m", "dpmpp-3m", "dpm
                         "dpmpp-2m:published", "dpmpp-3m:published"]
 
 
-@parametrize_solvers("name", extra=REGISTRY_ORDER_CASES)
+@parametrize_solvers("name", table_solvers(), extra=REGISTRY_ORDER_CASES)
 def test_declared_order_through_registry(name):
     """Registry solvers: exact-law W2 on an anisotropic Gaussian, slope within ±0.3 of the declared order
     (exact history start, no lower-order final step)."""

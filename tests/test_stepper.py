@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import diffsolve as ds
+from helpers import table_solvers
 from diffsolve.errors import DiffsolveError, ModelOutputError
 from diffsolve.stepper import Stepper
 from diffsolve.targets import from_spec
@@ -45,7 +46,7 @@ def _solver(name):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-@pytest.mark.parametrize("solver", ds.solvers.solver_names() + [CLIPPED])
+@pytest.mark.parametrize("solver", table_solvers() + [CLIPPED])
 def test_numpy_loop_matches_sample(solver, backend):
     """Every registered solver: a user's loop over ``ds.Stepper`` gives the bits of ``ds.sample`` on the same
     backend, and both backends give the same bits (cpu computes the numpy engine's operations in its order)."""
@@ -131,9 +132,11 @@ def test_cuda_stepper_on_simulator():
     import numpy as np, diffsolve as ds
     from numba import cuda
     from diffsolve.stepper import Stepper
+    import sys; sys.path.insert(0, "tests")
+    from helpers import table_solvers
     from tests.test_stepper import np_eps, X0, VP
     grid = ds.time_grid(VP, 3, "time")
-    for solver in ds.solvers.solver_names() + [ds.get_solver("accel-sde", c=0.05)]:
+    for solver in table_solvers() + [ds.get_solver("accel-sde", c=0.05)]:
         ref = ds.sample(solver, np_eps, VP, grid, x_init=X0[:4], seed=5, prediction="eps")
         st = Stepper(solver, VP, grid, x_init=X0[:4], prediction="eps", backend="cuda", seed=5)
         while not st.done:

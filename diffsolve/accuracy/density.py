@@ -30,16 +30,17 @@ conserved; no Monte Carlo.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError
-from ..program import Program
+from ..program import Program, Segment
 from ..tableau import StepTable
 
-__all__ = ["DensityGrid", "propagate_density", "tv_distance"]
+__all__ = ["DensityGrid", "mala_kernel", "propagate_density", "tv_distance"]
 
 
 class DensityGrid:
@@ -151,6 +152,9 @@ def propagate_density(program, target, schedule, prediction: str, grid: DensityG
     if len(program.segments) != 1:
         raise DiffsolveError(f"grid density propagation runs one-segment programs; this one has "
                              f"{len(program.segments)} segments")
+    if not isinstance(program.segments[0], Segment):
+        raise DiffsolveError(f"grid density propagation takes table segments, got a "
+                             f"{type(program.segments[0]).__name__}")
     table, corrections = program.segments[0].table, program.segments[0].corrections
     if any(not isinstance(c, ClippedMomentum) for c in corrections) or len(corrections) > 1:
         raise DiffsolveError(f"grid density propagation takes the clipped momentum exactly and no other correction; "
@@ -239,6 +243,29 @@ def _propagate_two_stage(table: StepTable, model, grid: DensityGrid, p) -> np.nd
         g = grid.kernel(a, float(c2 @ c2) - rho * rho * v1) @ q.T  # g[z, u]: z = a(x) + noise
         p = grid.shift(g, b).sum(axis=1)  # x' = z + b(u)
     return p
+
+
+def mala_kernel(nodes, log_density, score, tau: float) -> np.ndarray:
+    """The MALA transition matrix on the uniform 1-D grid ``nodes`` (n,): K[i, j] = w q(x_j | x_i) alpha(x_i, x_j)
+    for j != i (w the spacing, q the proposal density N(x_i + tau s(x_i), 2 tau), alpha the acceptance of
+    :func:`diffsolve.langevin.mala_log_acceptance` with the exact energy ``log_density``), the rejected mass (and
+    the proposal mass off the grid) on the diagonal; every row sums to 1.  A reversible chain satisfies
+    pi_i K_ij = pi_j K_ji with pi_i = exp(log_density(x_i))."""
+    from ..langevin import mala_log_acceptance
+
+    x = np.asarray(nodes, dtype=np.float64).ravel()
+    n, w = x.size, float(x[1] - x[0])
+    logp, s = np.asarray(log_density(x), dtype=np.float64), np.asarray(score(x), dtype=np.float64)
+    Z, P = np.repeat(x, n)[:, None], np.tile(x, n)[:, None]
+    G, Gp = np.repeat(s, n)[:, None], np.tile(s, n)[:, None]
+    dE = np.tile(logp, n) - np.repeat(logp, n)
+    log_alpha = mala_log_acceptance(Z, P, G, Gp, tau, dE).reshape(n, n)
+    mean = x + tau * s
+    log_q = -((x[None, :] - mean[:, None]) ** 2) / (4.0 * tau) - 0.5 * math.log(4.0 * math.pi * tau)
+    K = w * np.exp(log_q + np.minimum(log_alpha, 0.0))
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(K, 1.0 - K.sum(axis=1))
+    return K
 
 
 def tv_distance(p, q) -> float:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..program import Program
+from ..errors import DiffsolveError
+from ..program import Program, Segment
 from ..targets import Gaussian
 
 __all__ = ["propagate", "initial_law", "reverse_process_law"]
@@ -25,6 +26,9 @@ def propagate(program, target: Gaussian, schedule, prediction: str, mean, cov):
     with no history (H = 0), as the Stepper runs it."""
     mean, cov = np.array(mean, dtype=np.float64), np.array(cov, dtype=np.float64)
     for k, segment in enumerate(Program.of(program).segments):
+        if not isinstance(segment, Segment):
+            raise DiffsolveError(f"exact-law propagation takes table segments; segment {k} is a "
+                                 f"{type(segment).__name__} (use Monte Carlo, or a ULA table, for it)")
         table = segment.linear_table()
         if k:  # a new segment keeps x and starts from zero history values
             M = table.history

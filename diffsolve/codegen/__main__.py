@@ -1,6 +1,6 @@
 """``python -m diffsolve.codegen``: regenerate everything checked in under ``diffsolve/_generated``.
 
-    python -m diffsolve.codegen            # every solver module, the index (name tables), psi.py, schedules.py
+    python -m diffsolve.codegen            # every solver module, the index (name tables), psi.py, schedules.py, uld.py
     python -m diffsolve.codegen --check    # list the stale files and exit 1 if any; write nothing
 
 Reruns are byte-identical.  Regeneration is pinned to one SymPy version (``catalog.PINNED_SYMPY``): with another
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import catalog, schedules
+from . import catalog, langevin, schedules
 from .emit import CATALOG_COMMAND
 
 __all__ = ["render", "stale", "regenerate", "main"]
@@ -23,7 +23,7 @@ __all__ = ["render", "stale", "regenerate", "main"]
 
 def render() -> dict:
     """{file name in diffsolve/_generated: text} of every generated file."""
-    return {**catalog.render(), schedules.NAME: schedules.module_source()}
+    return {**catalog.render(), schedules.NAME: schedules.module_source(), langevin.NAME: langevin.module_source()}
 
 
 def stale(directory: Path = catalog.GENERATED_DIR) -> list[str]:

@@ -83,7 +83,7 @@ def fusable(target, program: Program) -> bool:
     if not (isinstance(target, GaussianMixture) and cls.denoise is GaussianMixture.denoise
             and cls.predict is GaussianMixture.predict):
         return False
-    if len(program.segments) != 1:
+    if len(program.segments) != 1 or not isinstance(program.segments[0], Segment):
         return False
     kinds = [c.kernel for c in program.segments[0].corrections]
     return kinds in ([], [ClippedMomentum.kernel])

@@ -5,7 +5,7 @@ Reference: Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2
 """
 
 from .brownian import BrownianTree
-from .normals import standard_normal
+from .normals import standard_normal, standard_uniform
 from .philox import make_noise_functions, normal_at, normal_at_jit, philox4x32_10, philox4x32_10_jit
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "philox4x32_10",
     "philox4x32_10_jit",
     "standard_normal",
+    "standard_uniform",
 ]

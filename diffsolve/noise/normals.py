@@ -10,9 +10,9 @@ import operator
 import numpy as np
 
 from ..errors import DiffsolveError
-from .philox import fill_normals
+from .philox import fill_normals, fill_uniforms
 
-__all__ = ["standard_normal", "split_seed", "check_uint", "check_sample_index"]
+__all__ = ["standard_normal", "standard_uniform", "split_seed", "check_uint", "check_sample_index"]
 
 _U32 = 2**32
 _U64 = 2**64
@@ -81,4 +81,17 @@ def standard_normal(seed, sample_index, step, draw, dim):
     out = np.empty((idx.shape[0], dim), dtype=np.float64)
     if idx.shape[0]:
         fill_normals(out, seed_lo, seed_hi, idx, 0, step, draw)
+    return out
+
+
+def standard_uniform(seed, sample_index, step, draw):
+    """One uniform in (0, 1) per sample, shape (n,), keyed by (seed, sample_index[i], step, draw): the Philox4x32-10
+    words (r0, r1) of counter (0, sample_index[i], step, draw) through ``uniform53`` (53 random bits, never 0 or 1).
+    A draw used for uniforms must not be used for normals of the same step (they would share counter block 0)."""
+    seed_lo, seed_hi = split_seed(seed)
+    idx = check_sample_index(sample_index)
+    step = check_uint(step, "step", _U32, "pass the solver step number as a non-negative int below 2**32")
+    draw = check_uint(draw, "draw", _U32, "pass the draw number within the step as a non-negative int below 2**32")
+    out = np.empty(idx.shape[0], dtype=np.float64)
+    fill_uniforms(out, seed_lo, seed_hi, idx, step, draw)
     return out

@@ -57,6 +57,7 @@ __all__ = [
     "normal_at_jit",
     "make_noise_functions",
     "fill_normals",
+    "fill_uniforms",
 ]
 
 # Published Philox4x32 constants (Salmon et al. 2011, Random123 philox.h).
@@ -229,3 +230,12 @@ def fill_normals(out, seed_lo, seed_hi, sample_index, block_tag, c2, c3):
         _fill_normals_parallel(out, seed_lo, seed_hi, sample_index, block_tag, c2, c3)
     else:
         _fill_normals_serial(out, seed_lo, seed_hi, sample_index, block_tag, c2, c3)
+
+
+@numba.njit(cache=True)
+def fill_uniforms(out, seed_lo, seed_hi, sample_index, c2, c3):
+    """Fill ``out`` (n,) float64: out[i] = the uniform53 of words (r0, r1) of counter (0, sample_index[i], c2, c3)
+    (one per sample: a Metropolis test).  Callers pick a draw ``c3`` that no normal of step ``c2`` uses."""
+    for i in range(out.shape[0]):
+        r0, r1, _, _ = philox4x32_10_jit(0, sample_index[i] & 0xFFFFFFFF, c2, c3, seed_lo, seed_hi)
+        out[i] = uniform53_jit(r0, r1)

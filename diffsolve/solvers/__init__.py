@@ -8,6 +8,7 @@ The package mirrors :mod:`diffsolve.symbolic`, one module per family:
     euler         euler-maruyama
     seeds         seeds-{1,2,3} (variants [combine][-eps][-mirrored])
     accelerated   accel-ddim, accel-ddpm, accel-sde
+    langevin      ula, mala, uld, rtk-mala, rtk-uld, pc (programs built from parameters, not from one table)
     registry      Solver, Builder, register, register_pattern, get_solver, list_solvers
 
 Every registered name is an entry of SOLVERS (``diffsolve._generated``, written by ``python -m diffsolve.codegen``);
@@ -18,9 +19,9 @@ from functools import partial as _partial
 
 from . import accelerated, euler, multistep, seeds, singlestep
 from .modules import table as _table
-from .registry import Builder, Solver, get_solver, list_solvers, register, register_pattern, solver_names
+from .registry import Builder, Sampler, Solver, get_solver, list_solvers, register, register_pattern, solver_names
 
-__all__ = ["Builder", "Solver", "get_solver", "list_solvers", "register", "register_pattern", "solver_names"]
+__all__ = ["Builder", "Sampler", "Solver", "get_solver", "list_solvers", "register", "register_pattern", "solver_names"]
 
 _FAMILIES = {family.FAMILY: family.from_table for family in (multistep, singlestep, euler, seeds, accelerated)}
 
@@ -32,3 +33,5 @@ def _register_shipped() -> None:
 
 
 _register_shipped()
+
+from . import langevin  # noqa: E402 (registers the Langevin samplers; imports the runtime, which needs the registry)

@@ -17,8 +17,14 @@ from ..errors import DiffsolveError
 from ..program import Program, Segment
 from ..tableau import StepTable, StepVariables
 
-__all__ = ["Builder", "MomentumClip", "Solver", "register", "register_pattern", "get_solver", "list_solvers",
+__all__ = ["Builder", "MomentumClip", "Sampler", "Solver", "register", "register_pattern", "get_solver", "list_solvers",
            "solver_names"]
+
+class Sampler:
+    """Base of every registry entry: ``name``, ``prediction``, ``history``, ``program(schedule, grid, ...)``,
+    ``with_params(**params)`` and ``metadata()``.  :class:`Solver` (one generated table per warm-up level) and
+    :class:`~diffsolve.solvers.langevin.LangevinSampler` (programs built from parameters) are the two kinds."""
+
 
 class Builder(NamedTuple):
     """A coefficient builder ``fill(h, r, log_alpha, log_sigma, params, A, B, E, C)`` and its stage fractions
@@ -52,7 +58,7 @@ class MomentumClip:
 
 
 @dataclass(frozen=True)
-class Solver:
+class Solver(Sampler):
     """One registered solver.
 
     ``fills[j]`` is the coefficient builder (with its stage fractions) used when ``j`` history values are
@@ -91,7 +97,10 @@ class Solver:
                 raise DiffsolveError(
                     f"solver {self.name!r} has no parameter {key!r}; its parameters are {list(self.param_names) or 'none'}"
                 )
-            values[key] = float(value)
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                raise DiffsolveError(f"solver {self.name!r}: parameter {key} must be a number, got {value!r}") from None
             lo, hi = self.extra.get("bounds", {}).get(key, (-np.inf, np.inf))
             if not lo <= values[key] <= hi:  # also refuses NaN
                 raise DiffsolveError(f"solver {self.name!r}: parameter {key} = {value!r} is outside its range "
@@ -237,7 +246,7 @@ class Solver:
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"
 
 
-_REGISTRY: dict[str, Solver | Callable[[], Solver]] = {}
+_REGISTRY: dict[str, Sampler | Callable[[], Sampler]] = {}
 _PATTERNS: list[tuple[re.Pattern, Callable[..., Solver], str]] = []
 
 
@@ -258,7 +267,7 @@ def solver_names() -> list[str]:
 def get_solver(name, variant: str | None = None, **params) -> Solver:
     """A registered solver by name (``"name:variant"`` also selects a variant), optionally a ``variant`` and
     runtime parameters (``eta=...``)."""
-    if isinstance(name, Solver):
+    if isinstance(name, Sampler):
         return name.with_params(**params) if params else name
     if not isinstance(name, str):
         raise DiffsolveError(f"solver must be a name (str) or a Solver, got {type(name).__name__} {name!r}")
@@ -283,7 +292,7 @@ def get_solver(name, variant: str | None = None, **params) -> Solver:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         what = f"solver {name!r}" + (f" with variant {variant!r}" if variant not in (None, "exact") else "")
         raise DiffsolveError(f"unknown {what}; known solvers: {', '.join(known)} (see `diffsolve solvers`).{hint}")
-    if callable(entry) and not isinstance(entry, Solver):
+    if callable(entry) and not isinstance(entry, Sampler):
         entry = entry()
         _REGISTRY[key] = entry
     return entry.with_params(**params) if params else entry

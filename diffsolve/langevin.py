@@ -1,0 +1,281 @@
+"""Langevin segments: MALA and underdamped Langevin (ULD) chains on a (tilted) marginal, as program segments.
+
+A :class:`LangevinSegment` runs ``len(tau)`` iterations of one chain at a fixed score time ``t`` on the target
+
+    pi(x)  ∝  p_t(x) exp(-(c/2) |x - y/a|^2),          y = the state when the segment starts,
+
+with ``c = 0`` a plain Langevin sampler of p_t, and ``c = a^2/q`` the reverse transition kernel of Huang et al.
+(2024), the law of X_t given X_{t'} = y when the forward transition is X_{t'} | X_t ~ N(a X_t, q I) (on the OU
+process a = e^{-eta}, q = 1 - e^{-2 eta}: pi ∝ p_t(x) N(x; e^eta y, (e^{2 eta} - 1) I); docs/algorithms/langevin.md).
+The score of pi is G(x) = s(x, t) - c (x - y/a), with s the model's score.  The chain starts from
+
+* ``init="tweedie"``: z_0 = (y + q s(y, t')) / a = E[X_t | X_{t'} = y] (one model call at (y, t'), free when the
+  previous segment left the score of its final state at t');
+* ``init="anchor"``: z_0 = y / a;   ``init="state"``: z_0 = y (a chain continued from the current state).
+
+The methods (each one frozen dataclass: its parameters, its NumPy reference, its driver):
+
+* :class:`Mala`: proposal p = z + tau G(z) + sqrt(2 tau) xi, accepted with the Metropolis-Hastings probability in
+  the cancellation-safe form (docs/algorithms/langevin.md §2); the energy difference log p_t(p) - log p_t(z) is
+  exact (``energy="exact"``: the model supplies log p_t) or a score line integral (``"trapezoid"``: free;
+  ``"simpson"``: one more model call, at the midpoint).  Optional projection radius (a proposal with
+  |p - z| > radius is rejected).  The accepted state's score is cached (FSAL).
+* :class:`Uld`: the frozen-gradient exponential integrator of underdamped Langevin dynamics (Cheng, Chatterji,
+  Bartlett & Jordan 2018), with the exact 2x2 position/velocity covariance; coefficients from the generated
+  module ``diffsolve._generated.uld`` (derived in :mod:`diffsolve.symbolic.langevin`).  The velocity is refreshed
+  from N(0, I) when the segment starts.
+
+Noise: program step k of the run (one per iteration) draws with step key k + 1 (runs on across segments), the
+proposal / position normals as draw 0, ULD's second normal as draw 1, the Metropolis uniform as draw 1, the velocity
+refresh as draw 2 of the segment's first step; so a sample does not depend on the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DiffsolveError
+from .noise import standard_normal, standard_uniform
+from .program import Update
+from .stepper import DRIVERS, Call, RunState, check_finite
+
+__all__ = ["LangevinSegment", "Mala", "Uld", "ENERGIES", "INITS", "line_integral", "mala_log_acceptance"]
+
+ENERGIES = ("exact", "trapezoid", "simpson")
+INITS = ("tweedie", "anchor", "state")
+
+
+def _rowdot(a, b):
+    """Per-sample dot products of (n, D) arrays."""
+    return np.einsum("nd,nd->n", a, b)
+
+
+def line_integral(rule: str, delta, s_z, s_p, s_mid=None):
+    """log p(z + delta) - log p(z) from scores along the segment: ``"trapezoid"`` delta.(s_z + s_p)/2 (error
+    O(|delta|^3)), ``"simpson"`` delta.(s_z + 4 s_mid + s_p)/6 with s_mid the score at z + delta/2 (error
+    O(|delta|^5)); per sample."""
+    if rule == "trapezoid":
+        return 0.5 * _rowdot(delta, s_z + s_p)
+    if rule == "simpson":
+        return _rowdot(delta, s_z + 4.0 * s_mid + s_p) / 6.0
+    raise DiffsolveError(f"rule must be 'trapezoid' or 'simpson', got {rule!r}")
+
+
+def mala_log_acceptance(z, p, G, Gp, tau, delta_energy, c=0.0, b=None, safe=True):
+    """log of the Metropolis-Hastings ratio of the MALA move z -> p on pi ∝ p_t exp(-(c/2)|x - b|^2).
+
+    ``G``/``Gp`` are the scores of pi at z and p, ``delta_energy`` = log p_t(p) - log p_t(z) (exact or a quadrature),
+    proposal N(z + tau G, 2 tau I).  ``safe`` (default) uses the forms without cancellation, with delta = p - z:
+
+        log q(z|p) - log q(p|z) = -delta.(G + Gp)/2 + (tau/4) (G - Gp).(G + Gp)
+        -(c/2) (|p - b|^2 - |z - b|^2) = -(c/2) delta.(p + z - 2 b);
+
+    ``safe=False`` the textbook differences of squared norms (O(D) numbers that nearly cancel).
+    """
+    delta = p - z
+    if safe:
+        S = G + Gp
+        hastings = -0.5 * _rowdot(delta, S) + 0.25 * tau * _rowdot(G - Gp, S)
+        quad = 0.0 if c == 0.0 else -0.5 * c * _rowdot(delta, p + z - 2.0 * b)
+    else:
+        fwd, bwd = p - z - tau * G, z - p - tau * Gp
+        hastings = (_rowdot(fwd, fwd) - _rowdot(bwd, bwd)) / (4.0 * tau)
+        quad = 0.0 if c == 0.0 else -0.5 * c * (_rowdot(p - b, p - b) - _rowdot(z - b, z - b))
+    return delta_energy + quad + hastings
+
+
+@dataclass(frozen=True)
+class LangevinSegment(Update):
+    """``len(tau)`` iterations of ``method`` at score time ``t`` on the target of the module docstring.
+
+    ``tilt`` = c, ``a`` and ``q`` the forward transition of the kernel (``a`` also divides the anchor y),
+    ``init`` one of :data:`INITS`, ``t_init`` the time of the Tweedie score (t' > t)."""
+
+    method: object
+    t: float
+    tau: np.ndarray
+    tilt: float = 0.0
+    a: float = 1.0
+    q: float = 0.0
+    init: str = "state"
+    t_init: float | None = None
+
+    def __post_init__(self):
+        tau = np.asarray(self.tau, dtype=np.float64).ravel()
+        object.__setattr__(self, "tau", tau)
+        if tau.size == 0 or not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+            raise DiffsolveError(f"Langevin step sizes must be finite and > 0, got {tau.tolist()[:8]}")
+        if self.init not in INITS:
+            raise DiffsolveError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.init == "tweedie" and (self.t_init is None or not self.q > 0):
+            raise DiffsolveError("init='tweedie' needs the transition (a, q > 0) and the time t_init of the score")
+        if not (self.tilt >= 0 and self.a > 0):
+            raise DiffsolveError(f"a Langevin segment needs tilt >= 0 and a > 0, got tilt={self.tilt!r}, a={self.a!r}")
+
+    @property
+    def steps(self) -> int:
+        """Iterations (one noise step each)."""
+        return int(self.tau.size)
+
+    affine = False  # MALA is not; ULD on a Gaussian is, but the exact-law harnesses take tables only
+
+    @property
+    def nfe(self) -> int:
+        """Model calls of the segment, counting the Tweedie call (the driver may skip it: see ``init``)."""
+        return self.method.calls_per_iteration * self.steps + self.method.setup_calls + (self.init == "tweedie")
+
+
+class _Chain:
+    """The buffers of one Langevin segment on the host engines: position ``Z`` (the run's state), the anchor
+    ``B`` = y / a, the model input buffer ``P`` (the run's stage buffer) and the score slots."""
+
+    def __init__(self, state: RunState, segment: LangevinSegment):
+        self.state, self.seg = state, segment
+        self.Z, self.P = state.X, state.U
+        self.B = state.X / segment.a
+        self.n, self.D = state.flat
+
+    def score(self, raw, u):
+        """The score of the segment's target from the model's score ``raw`` at ``u``."""
+        return raw if self.seg.tilt == 0.0 else raw - self.seg.tilt * (u - self.B)
+
+    def normals(self, step, draw):
+        k = self.state.keys
+        return standard_normal(k.seed_lo | (k.seed_hi << 32), k.sidx, step, draw, self.D)
+
+    def uniforms(self, step, draw):
+        k = self.state.keys
+        return standard_uniform(k.seed_lo | (k.seed_hi << 32), k.sidx, step, draw)
+
+    def model_score(self, vals, call):
+        """The model output ``vals`` at ``call`` as a score (a new array; checked finite)."""
+        out = vals[0] if isinstance(vals, tuple) else vals
+        check_finite(int(np.count_nonzero(~np.isfinite(out))), call, self.state)
+        return np.array(self.state.conversion(call.t, "score").apply(out, call.u), dtype=self.Z.dtype)
+
+    def start(self, first, calls):
+        """Set the initial position (in place in Z), yielding the Tweedie call when one is needed; returns the
+        number of model calls of the first iteration (``calls`` plus the Tweedie call, if made)."""
+        seg, state = self.seg, self.state
+        made = 0
+        if seg.init == "tweedie":
+            cached = state.cache.get("score")
+            if cached is not None and cached[1] == seg.t_init:
+                s_y = cached[0]
+            else:
+                made = 1
+                call = Call(self.Z, float(seg.t_init), first, 0, calls + 1)
+                s_y = self.model_score((yield call), call)
+            self.Z[...] = (self.Z + seg.q * s_y) / seg.a
+        elif seg.init == "anchor":
+            self.Z[...] = self.B
+        state.cache.pop("score", None)
+        return calls + made
+
+
+@dataclass(frozen=True)
+class Mala:
+    """Metropolis-adjusted Langevin (Roberts & Tweedie 1996) on the segment target; ``energy`` one of
+    :data:`ENERGIES`, ``radius`` the projection radius (inf: plain MALA).  NFE: 1 per iteration (2 with Simpson),
+    plus one at the start."""
+
+    energy: str = "simpson"
+    radius: float = math.inf
+
+    setup_calls = 1
+
+    def __post_init__(self):
+        if self.energy not in ENERGIES:
+            raise DiffsolveError(f"energy must be one of {ENERGIES}, got {self.energy!r}")
+        if not self.radius > 0:
+            raise DiffsolveError(f"radius must be > 0 (inf: no projection), got {self.radius!r}")
+
+    @property
+    def calls_per_iteration(self) -> int:
+        return 2 if self.energy == "simpson" else 1
+
+    def drive(self, seg: LangevinSegment, state: RunState, first: int):
+        ch = _Chain(state, seg)
+        per = self.calls_per_iteration
+        stages = yield from ch.start(first, 1 + per)
+        exact, simpson = self.energy == "exact", self.energy == "simpson"
+        Z, P = ch.Z, ch.P
+        call = Call(Z, seg.t, first, stages - 1 - per, stages, exact)
+        out = yield call
+        R = ch.model_score(out, call)
+        logp = np.array(out[1], dtype=np.float64) if exact else None
+        accepted = 0
+        for j in range(seg.steps):
+            step, tau = state.noise_step(first + j), float(seg.tau[j])
+            stage = call.stage + 1 if j == 0 else 0
+            stages = stages if j == 0 else per
+            G = ch.score(R, Z)
+            P[...] = Z + tau * G + math.sqrt(2.0 * tau) * ch.normals(step, 0)
+            if simpson:
+                call = Call(0.5 * (Z + P), seg.t, first + j, stage, stages)
+                Rm = ch.model_score((yield call), call)
+                stage += 1
+            call = Call(P, seg.t, first + j, stage, stages, exact)
+            out = yield call
+            Rp = ch.model_score(out, call)
+            delta = P - Z
+            if exact:
+                dE = np.asarray(out[1], dtype=np.float64) - logp
+            else:
+                dE = line_integral(self.energy, delta, R, Rp, Rm if simpson else None)
+            log_alpha = mala_log_acceptance(Z, P, G, ch.score(Rp, P), tau, dE, seg.tilt, ch.B)
+            take = np.log(ch.uniforms(step, 1)) < log_alpha
+            if self.radius < math.inf:
+                take &= _rowdot(delta, delta) <= self.radius * self.radius
+            Z[take], R[take] = P[take], Rp[take]
+            if exact:
+                logp = np.where(take, np.asarray(out[1], dtype=np.float64), logp)
+            accepted += int(take.sum())
+        state.cache["score"] = (R, seg.t)  # the accepted states' scores: a following Tweedie start needs no call
+        state.stats.setdefault("acceptance", []).append(accepted / (seg.steps * ch.n))
+
+
+@dataclass(frozen=True)
+class Uld:
+    """Underdamped Langevin, frozen-gradient exponential integrator (Cheng et al. 2018) with friction ``gamma``;
+    exact 2x2 position/velocity covariance per coordinate.  NFE: 1 per iteration."""
+
+    gamma: float = 2.0
+
+    setup_calls = 0
+    calls_per_iteration = 1
+
+    def __post_init__(self):
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise DiffsolveError(f"gamma (the ULD friction) must be finite and > 0, got {self.gamma!r}")
+
+    def drive(self, seg: LangevinSegment, state: RunState, first: int):
+        from ._generated.uld import uld_coefficients
+
+        ch = _Chain(state, seg)
+        stages = yield from ch.start(first, 1)
+        Z = ch.Z
+        Vel = ch.normals(state.noise_step(first), 2)
+        for j in range(seg.steps):
+            step = state.noise_step(first + j)
+            c_vv, c_vG, c_zv, c_zG, l11, l21, l22 = uld_coefficients(self.gamma, float(seg.tau[j]))
+            call = Call(Z, seg.t, first + j, stages - 1 if j == 0 else 0, stages if j == 0 else 1)
+            grad = -ch.score(ch.model_score((yield call), call), Z)
+            n1, n2 = ch.normals(step, 0), ch.normals(step, 1)
+            Z_new = Z + c_zv * Vel + c_zG * grad + l11 * n1
+            Vel = c_vv * Vel + c_vG * grad + (l21 * n1 + l22 * n2)
+            Z[...] = Z_new
+
+
+def drive_langevin(segment: LangevinSegment, state: RunState, first: int):
+    """The driver of a Langevin segment: its method's (host engines: the chains' arithmetic is NumPy)."""
+    if not isinstance(state.X, np.ndarray):
+        raise DiffsolveError(f"Langevin segments run on the 'numpy' and 'cpu' backends; backend "
+                             f"{state.engine.name!r} does not run them yet: pass backend='cpu'")
+    return segment.method.drive(segment, state, first)
+
+
+DRIVERS[LangevinSegment] = drive_langevin
