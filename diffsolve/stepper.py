@@ -159,6 +159,7 @@ class _Table:
 def drive_table(segment: Segment, state: RunState, first: int):
     """The driver of a table segment: one call per stage; the rows formed by the engine."""
     seg, eng, X, U = _Table(state, segment), state.engine, state.X, state.U
+    state.cache.clear()  # a table changes the state: nothing a previous segment left about it stays valid
     S = seg.stages
     for m, h in enumerate(state.history):  # shapes checked by the Stepper
         h, _ = eng.to_engine(h, f"history[{m}]")
