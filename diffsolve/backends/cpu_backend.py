@@ -3,7 +3,9 @@
 * The engine's ``combine``/``convert``/``advance`` are one compiled pass each over the batch (the Stepper's
   per-stage work, for a model called from Python); in float64 they are bitwise the NumPy engine's arithmetic.
 * ``fused``: with an analytic mixture target the whole trajectory of every sample (all steps, stages, history,
-  noise and the clipped momentum, the exact denoiser inlined) runs in one compiled ``prange`` loop.
+  noise and the clipped momentum, the exact denoiser inlined) runs in one compiled kernel, specialised by
+  component form and clipping, over chunks of samples on ``numba.get_num_threads()`` threads
+  (:func:`diffsolve.kernels.cpu.fused_gmm`).
 
 Noise is drawn in-kernel by (seed, sample index, step, draw, coordinate), so results do not depend on the thread
 count (``numba.set_num_threads``) or on how the batch is split (``sample_offset``).
@@ -91,7 +93,6 @@ class CpuEngine(HostEngine):
         for m, h in enumerate(history):
             V[S + m] = h
         g = plan.gmm_stage_tables(target, schedule, segment.table.tau, prediction, X.dtype)
-        # the argument order is part of what LLVM sees under fastmath: keep it (the samples' bits depend on it)
         kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
                           *plan.fused_clip(rows), g.tab, g.aux, g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
                           step_offset)

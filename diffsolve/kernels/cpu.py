@@ -1,4 +1,5 @@
-"""CPU batch loops (``numba.njit(parallel=True)``) around the scalar kernels of :mod:`diffsolve.kernels.scalar`.
+"""CPU batch loops (``numba.njit(parallel=True)``) around the scalar kernels of :mod:`diffsolve.kernels.scalar`,
+and the fused mixture kernel (serial ``numba.njit`` over tiles of samples, run on threads by :func:`fused_gmm`).
 
 Every sample (or coordinate pair) is computed by the same compiled scalar code whatever the thread count or the
 batch split, so results are bitwise reproducible across both.  The loops are closures over a stamp (a hash of
@@ -8,7 +9,11 @@ another file still invalidates the cached machine code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,22 +28,34 @@ from .scalar import make_kernels
 
 announce_compilation()
 
-__all__ = ["SOURCE_STAMP", "TILE", "PARALLEL_MIN_SIZE", "CORRECTIONS", "loops", "fused_gmm"]
+__all__ = ["SOURCE_STAMP", "TILE", "PARALLEL_MIN_SIZE", "CORRECTIONS", "loops", "fused_gmm", "fused_kernel"]
 
 SOURCE_STAMP = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (scalar, philox))).hexdigest()[:16]
 
 # Functions taking arrays are inlined into the loops at Numba-IR level: an out-of-line call costs an atomic reference
 # count per array argument, more than a whole tableau row.  Inlined code takes the flags of the loop it lands in.
 # The Philox generator (scalars only: no reference counts) stays a separate function to keep compile times down.
-_k = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit)
-# The fused loop's reductions (the mixture denoiser) vectorise only with reassociation; no nnan/ninf, so inf/NaN
+# Its flags must be explicit: a Numba function that sets no fastmath option is compiled with the flags of whichever
+# caller compiles it first in the process (one overload per signature).  Inlined by LLVM into the fused kernel,
+# fastmath and exact Philox code give different last bits (17 noisy fixture cases, ~1e-15), so the fused kernel's
+# bits depended on whether a generic loop had been compiled earlier in the same process.  Hence two builds, each
+# with its own generator and used by its own loops only: exact for the generic loops, fastmath for the fused
+# kernel (the flags the reference fixture was written with).  The other out-of-line callees of the fused kernel
+# (float max, integer min, int()) are compares and selects, the same code under either flag set.
+# The fused kernel's reductions (the mixture denoiser) vectorise only with reassociation; no nnan/ninf, so inf/NaN
 # semantics are kept.  The combine passes of the generic path stay exact (bitwise the NumPy interpreter's).
 FUSED_FASTMATH = {"reassoc", "contract", "nsz"}
+_k = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=False))
 combine_span = _k.combine_span
-combine_row = _k.combine_row
 convert_span = _k.convert_span
 clip_add = _k.clip_add
-gmm_predict = _k.gmm_predict
+combine_row = _k.combine_row
+gmm_predict = _k.gmm_predict  # the exact-flag build of the scalar sources (tests compare it with plain Python)
+_kf = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
+_fused_combine_row = _kf.combine_row
+_fused_predict_iso = _kf.gmm_predict_iso
+_fused_predict_diag = _kf.gmm_predict_diag
+_fused_clip_add = _kf.clip_add
 
 TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
 PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
@@ -94,34 +111,8 @@ def _build(stamp, parallel):
                          seed_lo, seed_hi, sidx[i], step, inplace)
         return bad
 
-    def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
-              step_offset):
-        """Every step of every sample with the mixture model inlined; tiles of TILE samples in parallel."""
-        if stamp == "":
-            return
-        n = X.shape[0]
-        steps = A.shape[0]
-        S = A.shape[1] - 1
-        K = aux.shape[2] - 2
-        for c in prange((n + TILE - 1) // TILE):
-            ll = np.empty(K, dtype=X.dtype)
-            lo = c * TILE
-            hi = min(n, lo + TILE)
-            for m in range(steps):
-                step = step_offset + m + 1
-                for s in range(S):
-                    for i in range(lo, hi):
-                        combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
-                                    False)
-                        gmm_predict(V, fslot[m, s], U, i, tab, aux, m, s, ll, iso)
-                for i in range(lo, hi):
-                    combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step, True)
-                    if clipped:
-                        clip_add(X, V, i, m, fslot, hslot, KB, KE, bound)
-
     jit = numba.njit(parallel=parallel, cache=True)
-    fast = numba.njit(parallel=parallel, cache=True, fastmath=FUSED_FASTMATH)
-    return jit(combine_any), jit(convert_any), jit(advance_any), fast(fused), jit(clip_any)
+    return jit(combine_any), jit(convert_any), jit(advance_any), jit(clip_any)
 
 
 class Loops(NamedTuple):
@@ -130,13 +121,98 @@ class Loops(NamedTuple):
     combine: object
     convert: object
     advance: object
-    fused: object
     clip: object
 
 
 _PARALLEL = Loops(*_build(SOURCE_STAMP, True))
 _SERIAL = Loops(*_build(SOURCE_STAMP, False))
-fused_gmm = _PARALLEL.fused
+
+
+@functools.lru_cache(maxsize=None)
+def fused_kernel(iso: bool, clipped: bool):
+    """The fused mixture kernel for one component form (``iso``), with or without the clipped momentum.
+
+    ``kernel(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
+    c_lo, c_hi, ll)`` advances the samples of tiles c_lo..c_hi-1 (TILE samples each) through every step; ``ll``
+    is a scratch vector of length K.
+
+    * The flags are closure constants: Numba prunes the branches not taken before it inlines the scalar kernels,
+      so each specialisation compiles only the code it runs.  They and the source stamp are part of the cache
+      key (closure contents).  Each specialisation is self-contained (everything inlined but the fused build's
+      own Philox generator, see above), so its bits do not depend on which others were compiled or loaded.
+    * Serial, not a ``prange`` loop: parfor lowering types the inlined body twice (the function, then the gufunc
+      made of it) and LLVM optimises and emits it twice (the gufunc's library, then the enclosing one), about
+      half of the cold-start time.  :func:`fused_gmm` runs chunks of tiles on threads instead (``nogil``); a
+      sample's arithmetic is the same in any chunk.
+    * ``error_model="numpy"`` as for a gufunc (no zero-division branches), and no NRT: a serial function keeps an
+      atomic reference count per array argument of every inlined call site inside its loops, which made it
+      12-20 % slower than the gufunc on GMM-2M.  Without NRT the kernel cannot allocate: the scratch ``ll``
+      comes from the caller, whose references keep all arrays alive during the call.
+    """
+    stamp = f"{SOURCE_STAMP}/fused/iso={iso}/clipped={clipped}"
+
+    def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
+              c_lo, c_hi, ll):
+        if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
+            return
+        n = X.shape[0]
+        steps = A.shape[0]
+        S = A.shape[1] - 1
+        for c in range(c_lo, c_hi):
+            lo = c * TILE
+            hi = min(n, lo + TILE)
+            for m in range(steps):
+                step = step_offset + m + 1
+                for s in range(S):
+                    for i in range(lo, hi):
+                        _fused_combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i],
+                                           step, False)
+                        if iso:
+                            _fused_predict_iso(V, fslot[m, s], U, i, tab, aux, m, s, ll)
+                        else:
+                            _fused_predict_diag(V, fslot[m, s], U, i, tab, aux, m, s, ll)
+                for i in range(lo, hi):
+                    _fused_combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
+                                       True)
+                    if clipped:
+                        _fused_clip_add(X, V, i, m, fslot, hslot, KB, KE, bound)
+
+    return numba.njit(cache=True, nogil=True, fastmath=FUSED_FASTMATH, error_model="numpy", _nrt=False)(fused)
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool():
+    global _pool
+    _pool = None  # a forked child inherits the pool object but not its threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def fused_gmm(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+              step_offset):
+    """Every step of every sample of ``X`` (in place) with the mixture model inlined: the tiles are split into
+    ``numba.get_num_threads()`` contiguous chunks, run by :func:`fused_kernel` on as many threads."""
+    global _pool
+    kernel = fused_kernel(bool(iso), bool(clipped))
+    args = (X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset)
+    K = aux.shape[2] - 2
+    tiles = (X.shape[0] + TILE - 1) // TILE
+    k = max(1, min(numba.get_num_threads(), tiles))
+    ends = [tiles * j // k for j in range(k + 1)]
+    jobs = []
+    if k > 1:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "diffsolve-fused")
+            pool = _pool
+        jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], np.empty(K, X.dtype)) for j in range(1, k)]
+    kernel(*args, ends[0], ends[1], np.empty(K, X.dtype))
+    for job in jobs:
+        job.result()
 
 
 def loops(size: int) -> Loops:

@@ -54,7 +54,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     * ``convert_span`` (a model output converted to the solver's prediction type, with a non-finite count);
     * ``clip_add`` (the correction :class:`~diffsolve.corrections.ClippedMomentum`, per sample; corrections have
       the signature ``kernel(out, V, i, m, fslot, hslot, *arrays)``);
-    * ``gmm_predict`` (the exact mixture model for one sample) and its parts.
+    * ``gmm_predict`` (the exact mixture model for one sample; ``gmm_predict_iso`` / ``gmm_predict_diag`` its two
+      component forms) and its parts.
 
     ``decorate_fast`` (default ``decorate``) compiles the mixture denoiser's parts and ``decorate_scalar``
     (default ``decorate``) the Philox generator: the CPU inlines everything else at Numba-IR level but leaves
@@ -387,6 +388,21 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     posterior_iso_d = fast(posterior_iso)
     posterior_diag_d = fast(posterior_diag)
 
+    def predictor(log_lik, posterior):
+        """The exact mixture model for one sample with one component form (isotropic or diagonal)."""
+
+        def predict(V, slot, u, i, tab, aux, m, s, ll):
+            log_lik(u, i, tab, aux, m, s, ll)
+            tot = softmax_d(ll)
+            inv = (tot / tot) / tot  # 1/tot in the working dtype (no float64 literal on a float32 GPU path)
+            K = ll.shape[0]
+            posterior(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
+
+        return decorate(predict)
+
+    gmm_predict_iso = predictor(log_lik_iso_d, posterior_iso_d)
+    gmm_predict_diag = predictor(log_lik_diag_d, posterior_diag_d)
+
     def gmm_predict(V, slot, u, i, tab, aux, m, s, ll, iso):
         """V[slot, i, :] = exact mixture model output at u[i, :] in the solver's parameterisation.
 
@@ -394,19 +410,13 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         D = sum_k r_k (m_k + g_k (u - a m_k)), output c_x u + c_D D.  ``tab[m, s]`` is the stage table
         ``(4, K, d)`` = (a m, 0.5/var_t, m sigma^2/var_t, a v/var_t) and ``aux[m, s]`` = (log normalisers (K),
         c_x, c_D) from :func:`~diffsolve.kernels.plan.gmm_stage_tables`; ``ll`` is a scratch vector of length
-        K; ``iso`` selects the isotropic-component fast path (columns of 0.5/var_t and a v/var_t constant).
+        K; ``iso`` selects the isotropic-component form (columns of 0.5/var_t and a v/var_t constant),
+        ``gmm_predict_iso`` / ``gmm_predict_diag`` are the two forms on their own.
         """
         if iso:
-            log_lik_iso_d(u, i, tab, aux, m, s, ll)
+            gmm_predict_iso(V, slot, u, i, tab, aux, m, s, ll)
         else:
-            log_lik_diag_d(u, i, tab, aux, m, s, ll)
-        tot = softmax_d(ll)
-        inv = (tot / tot) / tot  # 1/tot in the working dtype (no float64 literal on a float32 GPU path)
-        K = ll.shape[0]
-        if iso:
-            posterior_iso_d(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
-        else:
-            posterior_diag_d(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
+            gmm_predict_diag(V, slot, u, i, tab, aux, m, s, ll)
 
     return SimpleNamespace(
         normal_pair=normal_pair,
@@ -416,6 +426,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         convert_span=decorate(convert_span),
         clip_add=decorate(clip_add),
         gmm_predict=decorate(gmm_predict),
+        gmm_predict_iso=gmm_predict_iso,
+        gmm_predict_diag=gmm_predict_diag,
         log_lik_iso=log_lik_iso_d,
         log_lik_diag=log_lik_diag_d,
         softmax=softmax_d,
