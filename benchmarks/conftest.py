@@ -14,14 +14,18 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS = {}  # group -> {name: (seconds, flops, baseline?)}
+WORK = {}  # (group, name) -> (count, unit): a throughput to print
 
 
 @pytest.fixture
 def record():
-    """record(group, name, benchmark, flops, baseline=False) after a benchmark ran."""
+    """record(group, name, benchmark, flops, baseline=False, work=None) after a benchmark ran; ``work`` = (count,
+    unit) prints a throughput (e.g. (n * iterations, "sample-iterations"))."""
 
-    def _record(group, name, benchmark, flops, baseline=False):
+    def _record(group, name, benchmark, flops, baseline=False, work=None):
         RESULTS.setdefault(group, {})[name] = (benchmark.stats.stats.min, flops, baseline)
+        if work is not None:
+            WORK[(group, name)] = work
 
     return _record
 
@@ -44,4 +48,7 @@ def pytest_terminal_summary(terminalreporter):
         for name, (t, flops, _) in sorted(rows.items(), key=lambda kv: kv[1][0]):
             ratio = f"{base / t:6.2f}x baseline" if base else ""
             frac = f"{flops / t / 1e9:7.2f} GFLOP/s ({flops / t / peak:5.1%} of CPU peak)" if flops else ""
+            if (group, name) in WORK:
+                count, unit = WORK[group, name]
+                frac += f"  {count / t:.3g} {unit}/s"
             tr.write_line(f"  {name:32s} {t * 1e3:9.2f} ms  {ratio}  {frac}")

@@ -28,6 +28,10 @@ The methods (each one frozen dataclass: its parameters, its NumPy reference, its
 Noise: program step k of the run (one per iteration) draws with step key k + 1 (runs on across segments), the
 proposal / position normals as draw 0, ULD's second normal as draw 1, the Metropolis uniform as draw 1, the velocity
 refresh as draw 2 of the segment's first step; so a sample does not depend on the batch it runs in.
+
+The arithmetic of the iterations is :class:`ChainOps` (NumPy, the reference) or the engine's compiled version of it
+(``engine.chain_ops()``); on the library's mixture targets the cpu and cuda backends run whole chains in one
+compiled kernel (:func:`diffsolve.kernels.plan.fused_parts`; docs/algorithms/langevin.md §6).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .noise import standard_normal, standard_uniform
 from .program import Update
 from .stepper import DRIVERS, Call, RunState, check_finite
 
-__all__ = ["LangevinSegment", "Mala", "Uld", "ENERGIES", "INITS", "line_integral", "mala_log_acceptance"]
+__all__ = ["LangevinSegment", "Mala", "Uld", "ChainOps", "ENERGIES", "INITS", "line_integral", "mala_log_acceptance"]
 
 ENERGIES = ("exact", "trapezoid", "simpson")
 INITS = ("tweedie", "anchor", "state")
@@ -142,14 +146,6 @@ class _Chain:
         """The score of the segment's target from the model's score ``raw`` at ``u``."""
         return raw if self.seg.tilt == 0.0 else raw - self.seg.tilt * (u - self.B)
 
-    def normals(self, step, draw):
-        k = self.state.keys
-        return standard_normal(k.seed_lo | (k.seed_hi << 32), k.sidx, step, draw, self.D)
-
-    def uniforms(self, step, draw):
-        k = self.state.keys
-        return standard_uniform(k.seed_lo | (k.seed_hi << 32), k.sidx, step, draw)
-
     def model_score(self, vals, call):
         """The model output ``vals`` at ``call`` as a score (a new array; checked finite)."""
         out = vals[0] if isinstance(vals, tuple) else vals
@@ -176,6 +172,57 @@ class _Chain:
         return calls + made
 
 
+class ChainOps:
+    """The arithmetic of chain iterations on a batch, the readable NumPy reference: position ``Z``, proposal
+    ``P``, midpoint ``Mid``, anchor ``B``, velocity ``W`` ((n, D) arrays), the score stack ``V (3, n, D)`` = raw
+    model scores at (Z, P, Mid), keys of :class:`~diffsolve.backends.engine.Keys`.  The cpu engine runs the same
+    four operations as compiled passes over the samples (:mod:`diffsolve.kernels.scalar`, ``mala_propose``,
+    ``mala_accept``, ``uld_refresh``, ``uld_move``: the functions its fused chain kernel is made of)."""
+
+    @staticmethod
+    def normals(keys, step, draw, D):
+        return standard_normal(keys.seed_lo | (keys.seed_hi << 32), keys.sidx, step, draw, D)
+
+    @staticmethod
+    def tilted(R, x, B, tilt):
+        """The score of the tilted target from the raw score ``R`` at ``x``."""
+        return R if tilt == 0.0 else R - tilt * (x - B)
+
+    def propose(self, P, Mid, Z, V, B, tau, tilt, simpson, keys, step):
+        """P = Z + tau G(Z) + sqrt(2 tau) xi (draw 0); Mid = (Z + P) / 2 when ``simpson``."""
+        xi = self.normals(keys, step, 0, Z.shape[1])
+        P[...] = Z + tau * self.tilted(V[0], Z, B, tilt) + math.sqrt(2.0 * tau) * xi
+        if simpson:
+            Mid[...] = 0.5 * (Z + P)
+
+    def accept(self, Z, P, V, B, tau, tilt, radius, energy, dlogp, keys, step):
+        """The Metropolis test of Z -> P (uniform of draw 1; the energy difference ``dlogp`` for ``"exact"``, else
+        the line integral of V), applied as a masked update (Z = P, V[0] = V[1]); returns the accept mask."""
+        delta = P - Z
+        dE = dlogp if energy == "exact" else line_integral(energy, delta, V[0], V[1], V[2])
+        log_alpha = mala_log_acceptance(Z, P, self.tilted(V[0], Z, B, tilt), self.tilted(V[1], P, B, tilt), tau, dE,
+                                        tilt, B)
+        take = np.log(standard_uniform(keys.seed_lo | (keys.seed_hi << 32), keys.sidx, step, 1)) < log_alpha
+        if radius < math.inf:
+            take &= _rowdot(delta, delta) <= radius * radius
+        Z[take], V[0][take] = P[take], V[1][take]
+        return take
+
+    def refresh(self, W, keys, step):
+        """W = a fresh N(0, I) velocity (draw 2)."""
+        W[...] = self.normals(keys, step, 2, W.shape[1])
+
+    def move(self, Z, W, V, B, tilt, cf, it, keys, step):
+        """The frozen-gradient ULD step with coefficients ``cf[it]`` (:meth:`Uld.coefficients`); position normals
+        of draw 0, velocity normals of draw 1."""
+        _, c_vv, c_vG, c_zv, c_zG, l11, l21, l22 = (float(c) for c in cf[it])
+        grad = -self.tilted(V[0], Z, B, tilt)
+        n1, n2 = self.normals(keys, step, 0, Z.shape[1]), self.normals(keys, step, 1, Z.shape[1])
+        Z_new = Z + c_zv * W + c_zG * grad + l11 * n1
+        W[...] = c_vv * W + c_vG * grad + (l21 * n1 + l22 * n2)
+        Z[...] = Z_new
+
+
 @dataclass(frozen=True)
 class Mala:
     """Metropolis-adjusted Langevin (Roberts & Tweedie 1996) on the segment target; ``energy`` one of
@@ -198,43 +245,39 @@ class Mala:
         return 2 if self.energy == "simpson" else 1
 
     def drive(self, seg: LangevinSegment, state: RunState, first: int):
-        ch = _Chain(state, seg)
+        ch, ops = _Chain(state, seg), state.engine.chain_ops()
         per = self.calls_per_iteration
         stages = yield from ch.start(first, 1 + per)
         exact, simpson = self.energy == "exact", self.energy == "simpson"
         Z, P = ch.Z, ch.P
+        V = np.zeros((3,) + Z.shape, dtype=Z.dtype)  # scores at Z, P, Mid
+        Mid = np.empty_like(Z) if simpson else P
         call = Call(Z, seg.t, first, stages - 1 - per, stages, exact)
         out = yield call
-        R = ch.model_score(out, call)
+        V[0] = ch.model_score(out, call)
         logp = np.array(out[1], dtype=np.float64) if exact else None
+        dlogp = np.zeros(ch.n)
         accepted = 0
         for j in range(seg.steps):
             step, tau = state.noise_step(first + j), float(seg.tau[j])
             stage = call.stage + 1 if j == 0 else 0
             stages = stages if j == 0 else per
-            G = ch.score(R, Z)
-            P[...] = Z + tau * G + math.sqrt(2.0 * tau) * ch.normals(step, 0)
+            ops.propose(P, Mid, Z, V, ch.B, tau, seg.tilt, simpson, state.keys, step)
             if simpson:
-                call = Call(0.5 * (Z + P), seg.t, first + j, stage, stages)
-                Rm = ch.model_score((yield call), call)
+                call = Call(Mid, seg.t, first + j, stage, stages)
+                V[2] = ch.model_score((yield call), call)
                 stage += 1
             call = Call(P, seg.t, first + j, stage, stages, exact)
             out = yield call
-            Rp = ch.model_score(out, call)
-            delta = P - Z
+            V[1] = ch.model_score(out, call)
             if exact:
-                dE = np.asarray(out[1], dtype=np.float64) - logp
-            else:
-                dE = line_integral(self.energy, delta, R, Rp, Rm if simpson else None)
-            log_alpha = mala_log_acceptance(Z, P, G, ch.score(Rp, P), tau, dE, seg.tilt, ch.B)
-            take = np.log(ch.uniforms(step, 1)) < log_alpha
-            if self.radius < math.inf:
-                take &= _rowdot(delta, delta) <= self.radius * self.radius
-            Z[take], R[take] = P[take], Rp[take]
+                logp_p = np.asarray(out[1], dtype=np.float64)
+                dlogp = logp_p - logp
+            take = ops.accept(Z, P, V, ch.B, tau, seg.tilt, self.radius, self.energy, dlogp, state.keys, step)
             if exact:
-                logp = np.where(take, np.asarray(out[1], dtype=np.float64), logp)
-            accepted += int(take.sum())
-        state.cache["score"] = (R, seg.t)  # the accepted states' scores: a following Tweedie start needs no call
+                logp = np.where(take, logp_p, logp)
+            accepted += int(np.count_nonzero(take))
+        state.cache["score"] = (V[0], seg.t)  # the accepted states' scores: a following Tweedie start needs no call
         state.stats.setdefault("acceptance", []).append(accepted / (seg.steps * ch.n))
 
 
@@ -252,29 +295,33 @@ class Uld:
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise DiffsolveError(f"gamma (the ULD friction) must be finite and > 0, got {self.gamma!r}")
 
-    def drive(self, seg: LangevinSegment, state: RunState, first: int):
+    def coefficients(self, tau) -> np.ndarray:
+        """One row per step size: (tau, c_vv, c_vG, c_zv, c_zG, l11, l21, l22) from the generated
+        ``diffsolve._generated.uld.uld_coefficients``."""
         from ._generated.uld import uld_coefficients
 
-        ch = _Chain(state, seg)
+        return np.array([(t,) + tuple(uld_coefficients(self.gamma, float(t))) for t in np.ravel(tau)],
+                        dtype=np.float64).reshape(-1, 8)
+
+    def drive(self, seg: LangevinSegment, state: RunState, first: int):
+        ch, ops = _Chain(state, seg), state.engine.chain_ops()
         stages = yield from ch.start(first, 1)
-        Z = ch.Z
-        Vel = ch.normals(state.noise_step(first), 2)
+        Z, cf = ch.Z, self.coefficients(seg.tau)
+        V = np.zeros((3,) + Z.shape, dtype=Z.dtype)
+        W = np.empty_like(Z)
+        ops.refresh(W, state.keys, state.noise_step(first))
         for j in range(seg.steps):
-            step = state.noise_step(first + j)
-            c_vv, c_vG, c_zv, c_zG, l11, l21, l22 = uld_coefficients(self.gamma, float(seg.tau[j]))
             call = Call(Z, seg.t, first + j, stages - 1 if j == 0 else 0, stages if j == 0 else 1)
-            grad = -ch.score(ch.model_score((yield call), call), Z)
-            n1, n2 = ch.normals(step, 0), ch.normals(step, 1)
-            Z_new = Z + c_zv * Vel + c_zG * grad + l11 * n1
-            Vel = c_vv * Vel + c_vG * grad + (l21 * n1 + l22 * n2)
-            Z[...] = Z_new
+            V[0] = ch.model_score((yield call), call)
+            ops.move(Z, W, V, ch.B, seg.tilt, cf, j, state.keys, state.noise_step(first + j))
 
 
 def drive_langevin(segment: LangevinSegment, state: RunState, first: int):
-    """The driver of a Langevin segment: its method's (host engines: the chains' arithmetic is NumPy)."""
+    """The driver of a Langevin segment: its method's, on the host engines (their ``chain_ops``)."""
     if not isinstance(state.X, np.ndarray):
-        raise DiffsolveError(f"Langevin segments run on the 'numpy' and 'cpu' backends; backend "
-                             f"{state.engine.name!r} does not run them yet: pass backend='cpu'")
+        raise DiffsolveError(f"with a model callable, Langevin segments run on the 'numpy' and 'cpu' backends, not "
+                             f"on {state.engine.name!r} (a model call would leave the device every iteration; the "
+                             "cuda backend runs them fused for the library's mixture targets): pass backend='cpu'")
     return segment.method.drive(segment, state, first)
 
 

@@ -10,6 +10,7 @@ Importable as ``import helpers`` from every test module (``tests/conftest.py`` p
 * Order studies: :func:`order_setup` (lam in [-2.5, 3], Karras grid, 64/128/256 steps), :data:`ORDER_SETUP` on VP.
 * Registry: :func:`registered_solvers`, :func:`solver` (``"name:variant"``), :func:`solver_params` and
   :func:`parametrize_solvers` / :func:`parametrize_schedules` for ``pytest.mark.parametrize``.
+* Layout invariance: :func:`thread_split_runs` (1 vs 2 threads, two batch splits).
 
 Shared objects are never modified by the tests; a test that needs to change one builds its own.
 """
@@ -25,7 +26,7 @@ import diffsolve.solvers.papers  # noqa: F401  (registers seeds-*, accel-* befor
 
 __all__ = ["VP", "EDM", "CONTINUOUS_SCHEDULES", "CATALOG_SCHEDULES", "GAUSSIAN_D8", "ORDER_SETUP", "schedule",
            "target", "order_setup", "registered_solvers", "solver", "solver_params", "parametrize_solvers",
-           "parametrize_schedules"]
+           "parametrize_schedules", "table_solvers", "langevin_solvers", "thread_split_runs"]
 
 # ----------------------------------------------------------------------------------------------- schedules
 # the six continuous catalog schedules (closed-form lam, t(lam), f, g^2)
@@ -112,3 +113,22 @@ def parametrize_solvers(argname: str = "name", names=None, **kw):
 def parametrize_schedules(argname: str = "name", names=CONTINUOUS_SCHEDULES):
     """``pytest.mark.parametrize`` over schedule names (default: the six continuous catalog schedules)."""
     return pytest.mark.parametrize(argname, list(names))
+
+
+# ----------------------------------------------------------------------------------------------- layout invariance
+def thread_split_runs(run, n: int = 64, cut: int = 23):
+    """``run(lo, hi)`` (samples lo..hi-1, with sample_offset lo) on one Numba thread, on two, and as two batches
+    split at ``cut``: the three results, which a backend must make bitwise equal."""
+    import numba
+    import numpy as np
+
+    default = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(0, n)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = run(0, n)
+        split = np.concatenate([run(0, cut), run(cut, n)])
+    finally:
+        numba.set_num_threads(default)
+    return one, two, split

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import diffsolve as ds
-from helpers import table_solvers
+from helpers import table_solvers, thread_split_runs
 from diffsolve.backends.numpy_backend import NumpyEngine
 from diffsolve.errors import DiffsolveError, ModelOutputError
 from diffsolve.models import ModelAdapter
@@ -197,19 +197,6 @@ def test_subclassed_target_takes_the_generic_path():
 
 
 # -- layout invariance ------------------------------------------------------------------------------------------
-def _thread_split_runs(run):
-    default = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = run(0, 64)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = run(0, 64)
-        split = np.concatenate([run(0, 23), run(23, 64)])
-    finally:
-        numba.set_num_threads(default)
-    return one, two, split
-
-
 @pytest.mark.parametrize("path", ["fused", "generic", "synthetic", "generic-parallel"])
 def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
     x0 = _x0(TGT, n=64, seed=9)
@@ -226,7 +213,7 @@ def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
         return ds.sample("ddpm", model, VP, GRID, x_init=x0[lo:hi], seed=1, sample_offset=lo, backend="cpu",
                          prediction=None if path == "fused" else "eps")
 
-    one, two, split = _thread_split_runs(run)
+    one, two, split = thread_split_runs(run)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(one, split)
 

@@ -14,6 +14,7 @@ from diffsolve.accuracy.density import mala_kernel
 from diffsolve.accuracy.gaussian_law import propagate
 from diffsolve.errors import DiffsolveError
 from diffsolve.langevin import line_integral, mala_log_acceptance
+from helpers import langevin_solvers
 
 OU = ds.get_schedule("ou")
 MIX = targets.FullGaussianMixture([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]],
@@ -251,12 +252,12 @@ def test_pc_corrector_helps_at_small_t1():
 
 
 # -- reproducibility and backends ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ula", "mala", "uld", "rtk-mala", "rtk-uld", "pc"])
+@pytest.mark.parametrize("name", langevin_solvers())
 def test_batch_split_and_backend_invariance(name):
     data = targets.from_spec("gmm:d=3,k=4,seed=1")
     grid = ds.time_grid(OU, 4, "time", t_max=2.0, t_min=0.05)
-    params = dict(iterations=5) if name in ("ula", "mala", "uld") else \
-        dict(inner=3) if name.startswith("rtk") else dict(corrector_steps=4)
+    short = dict(iterations=5, inner=3, corrector_steps=4)
+    params = {k: v for k, v in short.items() if k in ds.get_solver(name).param_names}
     whole = ds.sample(name, data, OU, grid, n=12, seed=4, **params)
     parts = [ds.sample(name, data, OU, grid, n=k, seed=4, sample_offset=o, **params) for o, k in ((0, 5), (5, 7))]
     np.testing.assert_array_equal(whole, np.vstack(parts))

@@ -5,7 +5,8 @@
 * ``fused``: with an analytic mixture target the whole trajectory of every sample (all steps, stages, history,
   noise and the clipped momentum, the exact denoiser inlined) runs in one compiled kernel, specialised by
   component form and clipping, over chunks of samples on ``numba.get_num_threads()`` threads
-  (:func:`diffsolve.kernels.cpu.fused_gmm`).
+  (:func:`diffsolve.kernels.cpu.fused_gmm`); Langevin segments (MALA, ULD: ``mala``, ``rtk-*``, ``pc``) run
+  every segment and iteration of a sample inside one chain kernel (:func:`diffsolve.kernels.cpu.fused_chains`).
 
 Noise is drawn in-kernel by (seed, sample index, step, draw, coordinate), so results do not depend on the thread
 count (``numba.set_num_threads``) or on how the batch is split (``sample_offset``).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import cpu as kernels
+from ..langevin import ENERGIES
 from ..kernels import plan
 from .engine import HostEngine
 
@@ -80,13 +82,13 @@ class CpuEngine(HostEngine):
             conv.td, conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
             rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step, out is x)
 
+    def chain_ops(self):
+        return _CHAIN_OPS
+
     def fuses(self, target, program):
         return plan.fusable(target, program)
 
-    def fused(self, program, target, schedule, prediction, X, history, keys, step_offset):
-        """Every step of every sample of ``X (n, D)`` (in place) with the exact mixture model inlined;
-        ``history`` the initial history values (newest first, each (n, D))."""
-        segment = program.segments[0]
+    def fused_table(self, segment, target, schedule, prediction, X, history, keys, step_offset):
         rows = plan.segment_rows(segment, X.dtype)
         S = segment.table.stages
         V = np.zeros((max(S + segment.table.history, 1),) + X.shape, dtype=X.dtype)
@@ -96,5 +98,30 @@ class CpuEngine(HostEngine):
         kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
                           *plan.fused_clip(rows), g.tab, g.aux, g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
                           step_offset)
-        return X
 
+    def fused_chains(self, X, chains, keys, step_offset):
+        return kernels.fused_chains(X, chains, keys.seed_lo, keys.seed_hi, keys.sidx, step_offset)
+
+
+class CompiledChainOps:
+    """:class:`~diffsolve.langevin.ChainOps` as compiled passes over the samples (the scalar functions of the
+    fused chain kernel), for Langevin programs driven by the Stepper (a model called from Python)."""
+
+    def propose(self, P, Mid, Z, V, B, tau, tilt, simpson, keys, step):
+        kernels.loops(Z.size).propose(P, Mid, Z, V, B, tau, tilt, simpson, keys.seed_lo, keys.seed_hi, keys.sidx,
+                                      step)
+
+    def accept(self, Z, P, V, B, tau, tilt, radius, energy, dlogp, keys, step):
+        take = np.empty(Z.shape[0], dtype=np.bool_)
+        kernels.loops(Z.size).accept(Z, P, V, B, tau, tilt, radius, ENERGIES.index(energy), dlogp, keys.seed_lo,
+                                     keys.seed_hi, keys.sidx, step, take)
+        return take
+
+    def refresh(self, W, keys, step):
+        kernels.loops(W.size).refresh(W, keys.seed_lo, keys.seed_hi, keys.sidx, step)
+
+    def move(self, Z, W, V, B, tilt, cf, it, keys, step):
+        kernels.loops(Z.size).move(Z, W, V, B, tilt, cf, it, keys.seed_lo, keys.seed_hi, keys.sidx, step)
+
+
+_CHAIN_OPS = CompiledChainOps()

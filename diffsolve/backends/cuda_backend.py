@@ -5,7 +5,8 @@
   may return anything exposing ``__cuda_array_interface__`` (numba device arrays, torch CUDA tensors, CuPy
   arrays: used zero-copy) or a NumPy array (copied); outputs are validated and converted on the device.
 * ``fused`` (analytic mixture target): one kernel launch runs every sample's whole trajectory, one thread per
-  sample, the stage tables of the mixture in shared memory; float32 when ``x`` is float32.
+  sample, the stage tables of the mixture in shared memory; float32 when ``x`` is float32.  A run of Langevin
+  segments (MALA / ULD) is one launch of the chain kernel, one thread per sample for all segments and iterations.
 
 Importing this module checks that CUDA is usable and raises :class:`~diffsolve.errors.DiffsolveError` naming
 the fix otherwise; ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is imported) runs it on Numba's simulator.
@@ -146,9 +147,8 @@ class CudaEngine(Engine):
     def fuses(self, target, program):
         return plan.fusable(target, program)
 
-    def fused(self, program, target, schedule, prediction, X, history, keys, step_offset):
-        """Every sample's whole trajectory in one launch; ``X (n, D)`` a host array (updated in place)."""
-        segment = program.segments[0]
+    def fused_table(self, segment, target, schedule, prediction, X, history, keys, step_offset):
+        """Every sample's whole trajectory through the segment in one launch (``X`` a host array, in place)."""
         table = segment.table
         rows = plan.segment_rows(segment, X.dtype)
         S, M = table.stages, table.history
@@ -166,5 +166,16 @@ class CudaEngine(Engine):
             to(KE), to(bound), clipped, to(g.tab), to(g.aux), g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
             step_offset)
         X[...] = dX.copy_to_host()
-        return X
 
+    def fused_chains(self, X, chains, keys, step_offset):
+        """Every Langevin segment of every sample in one launch, one thread per sample (``X`` host, in place);
+        returns the accepted MALA moves (n, segments)."""
+        g = chains.tables
+        k, d = g.tab.shape[3], g.tab.shape[4]
+        to = cuda.to_device
+        dX, dacc = to(X), to(np.zeros((X.shape[0], chains.segs.shape[0]), dtype=np.int64))
+        kernels.chain_kernel(k, d, X.dtype.name)[kernels.blocks_for(X.shape[0], cap=2**31 - 1), kernels.THREADS](
+            dX, to(chains.segs), to(chains.segr), to(chains.cf), to(g.tab), to(g.aux), g.iso, keys.seed_lo,
+            keys.seed_hi, keys.sidx, step_offset, dacc)
+        X[...] = dX.copy_to_host()
+        return dacc.copy_to_host()

@@ -16,8 +16,9 @@ device arrays on CUDA), and calls:
   prediction type (:class:`~diffsolve.predictions.Conversion`); returns the number of non-finite outputs;
 * ``advance(...)``: ``convert`` then ``combine`` (one pass where the backend can fuse them).
 
-A backend may also run a whole job on an analytic target in one compiled pass (``fused``); ``sample`` takes it
-when ``fuses(target, program)`` says so, and otherwise drives the Stepper.  The combine follows the tableau's
+A backend may also run a whole job on an analytic target in compiled kernels (``fused``: ``fused_table`` for a
+table segment, ``fused_chains`` for a run of Langevin segments); ``sample`` takes it when ``fuses(target,
+program)`` says so, and otherwise drives the Stepper.  The combine follows the tableau's
 order of operations on every backend (``a x``, then the ``B``, ``E`` and ``C`` terms in index order, zero
 coefficients skipped), so the NumPy engine and the compiled CPU engine agree bitwise in float64.
 """
@@ -65,6 +66,22 @@ class Engine:
         """Whether :meth:`fused` runs this job (none by default: the Stepper drives it)."""
         return False
 
+    def fused(self, program, target, schedule, prediction, X, history, keys, step_offset, stats=None):
+        """Every step of every sample of the host array ``X (n, D)`` (in place) with the exact mixture model
+        compiled in, part by part (:func:`~diffsolve.kernels.plan.fused_parts`): a table segment by
+        ``fused_table``, a run of Langevin segments by ``fused_chains``.  ``history`` (newest first, each (n, D))
+        belongs to the first segment; ``stats`` (a dict) receives what the Stepper reports (MALA acceptance)."""
+        from ..kernels import plan
+
+        for part, first in plan.fused_parts(program):
+            if isinstance(part, tuple):
+                chains = plan.chain_plan(part, first, target, schedule, X.dtype)
+                plan.chain_stats(part, self.fused_chains(X, chains, keys, step_offset), stats)
+            else:
+                self.fused_table(part, target, schedule, prediction, X, history, keys, step_offset + first)
+            history = ()
+        return X
+
 
 class HostEngine(Engine):
     """Engines whose arrays are NumPy arrays in host memory (numpy, cpu); torch CPU tensors are shared."""
@@ -89,3 +106,9 @@ class HostEngine(Engine):
 
     def to_host(self, arr):
         return arr
+
+    def chain_ops(self):
+        """The arithmetic of Langevin iterations (:class:`~diffsolve.langevin.ChainOps`: the NumPy reference)."""
+        from ..langevin import ChainOps
+
+        return ChainOps()

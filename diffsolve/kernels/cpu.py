@@ -28,7 +28,8 @@ from .scalar import make_kernels
 
 announce_compilation()
 
-__all__ = ["SOURCE_STAMP", "TILE", "PARALLEL_MIN_SIZE", "CORRECTIONS", "loops", "fused_gmm", "fused_kernel"]
+__all__ = ["SOURCE_STAMP", "TILE", "PARALLEL_MIN_SIZE", "CORRECTIONS", "loops", "fused_gmm", "fused_kernel",
+           "chain_kernel", "fused_chains"]
 
 SOURCE_STAMP = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (scalar, philox))).hexdigest()[:16]
 
@@ -50,12 +51,21 @@ combine_span = _k.combine_span
 convert_span = _k.convert_span
 clip_add = _k.clip_add
 combine_row = _k.combine_row
+mala_propose, mala_accept, uld_refresh, uld_move = _k.mala_propose, _k.mala_accept, _k.uld_refresh, _k.uld_move
 gmm_predict = _k.gmm_predict  # the exact-flag build of the scalar sources (tests compare it with plain Python)
 _kf = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
 _fused_combine_row = _kf.combine_row
 _fused_predict_iso = _kf.gmm_predict_iso
 _fused_predict_diag = _kf.gmm_predict_diag
 _fused_clip_add = _kf.clip_add
+# The chain kernel evaluates the mixture at five call sites (Tweedie start, setup, midpoint, proposal, ULD), in
+# both component forms: inlined, that is ten copies of the vectorised likelihood and posterior loops and a minute
+# of compilation.  Its build keeps those two parts out of line (explicit flags, see above; compiled once per
+# signature): a call costs nothing next to the K x d work inside, and the kernel has no NRT, so no reference counts.
+_kc = make_kernels(numba.njit(inline="always"),
+                   decorate_fast=numba.njit(fastmath=FUSED_FASTMATH, error_model="numpy", nogil=True),
+                   decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
+_fused_langevin_chain = _kc.langevin_chain
 
 TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
 PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
@@ -111,8 +121,37 @@ def _build(stamp, parallel):
                          seed_lo, seed_hi, sidx[i], step, inplace)
         return bad
 
+    def propose_any(P, Mid, Z, V, B, tau, tilt, simpson, seed_lo, seed_hi, sidx, step):
+        """The MALA proposal of every sample (``mala_propose``)."""
+        if stamp == "":
+            return
+        for i in prange(Z.shape[0]):
+            mala_propose(P, Mid, Z, V, B, i, tau, tilt, simpson, seed_lo, seed_hi, sidx[i], step)
+
+    def accept_any(Z, P, V, B, tau, tilt, radius, energy, dlogp, seed_lo, seed_hi, sidx, step, take):
+        """The Metropolis test of every sample as a masked update (``mala_accept``); take[i] = accepted."""
+        if stamp == "":
+            return
+        for i in prange(Z.shape[0]):
+            take[i] = mala_accept(Z, P, V, B, i, tau, tilt, radius, energy, dlogp[i], seed_lo, seed_hi, sidx[i],
+                                  step) == 1
+
+    def refresh_any(W, seed_lo, seed_hi, sidx, step):
+        if stamp == "":
+            return
+        for i in prange(W.shape[0]):
+            uld_refresh(W, i, seed_lo, seed_hi, sidx[i], step)
+
+    def move_any(Z, W, V, B, tilt, cf, it, seed_lo, seed_hi, sidx, step):
+        """The ULD step of every sample (``uld_move``)."""
+        if stamp == "":
+            return
+        for i in prange(Z.shape[0]):
+            uld_move(Z, W, V, B, i, tilt, cf, it, seed_lo, seed_hi, sidx[i], step)
+
     jit = numba.njit(parallel=parallel, cache=True)
-    return jit(combine_any), jit(convert_any), jit(advance_any), jit(clip_any)
+    return tuple(jit(f) for f in (combine_any, convert_any, advance_any, clip_any, propose_any, accept_any,
+                                  refresh_any, move_any))
 
 
 class Loops(NamedTuple):
@@ -122,6 +161,10 @@ class Loops(NamedTuple):
     convert: object
     advance: object
     clip: object
+    propose: object  # the Langevin passes (diffsolve.langevin.ChainOps)
+    accept: object
+    refresh: object
+    move: object
 
 
 _PARALLEL = Loops(*_build(SOURCE_STAMP, True))
@@ -192,27 +235,61 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def fused_gmm(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
-              step_offset):
-    """Every step of every sample of ``X`` (in place) with the mixture model inlined: the tiles are split into
-    ``numba.get_num_threads()`` contiguous chunks, run by :func:`fused_kernel` on as many threads."""
+def _on_threads(kernel, args, items: int, scratch: int, dtype):
+    """``kernel(*args, lo, hi, ll)`` over items 0..items-1 split into ``numba.get_num_threads()`` contiguous
+    chunks, run on as many threads (``ll``: a scratch vector of length ``scratch`` per chunk)."""
     global _pool
-    kernel = fused_kernel(bool(iso), bool(clipped))
-    args = (X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset)
-    K = aux.shape[2] - 2
-    tiles = (X.shape[0] + TILE - 1) // TILE
-    k = max(1, min(numba.get_num_threads(), tiles))
-    ends = [tiles * j // k for j in range(k + 1)]
+    k = max(1, min(numba.get_num_threads(), items))
+    ends = [items * j // k for j in range(k + 1)]
     jobs = []
     if k > 1:
         with _pool_lock:
             if _pool is None:
                 _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "diffsolve-fused")
             pool = _pool
-        jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], np.empty(K, X.dtype)) for j in range(1, k)]
-    kernel(*args, ends[0], ends[1], np.empty(K, X.dtype))
+        jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], np.empty(scratch, dtype)) for j in range(1, k)]
+    kernel(*args, ends[0], ends[1], np.empty(scratch, dtype))
     for job in jobs:
         job.result()
+
+
+def fused_gmm(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+              step_offset):
+    """Every step of every sample of ``X`` (in place) with the mixture model inlined: the tiles run by
+    :func:`fused_kernel` in contiguous chunks, one per thread."""
+    kernel = fused_kernel(bool(iso), bool(clipped))
+    args = (X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset)
+    _on_threads(kernel, args, (X.shape[0] + TILE - 1) // TILE, aux.shape[2] - 2, X.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def chain_kernel(iso: bool):
+    """The Langevin chain kernel for one component form: ``kernel(Z, P, Mid, B, W, V, segs, segr, cf, tab, aux,
+    seed_lo, seed_hi, sidx, step_offset, acc, lo, hi, ll)`` runs every segment of samples lo..hi-1
+    (``langevin_chain`` of :mod:`diffsolve.kernels.scalar`); compiled like :func:`fused_kernel`."""
+    stamp = f"{SOURCE_STAMP}/chain/iso={iso}"
+
+    def chains(Z, P, Mid, B, W, V, segs, segr, cf, tab, aux, seed_lo, seed_hi, sidx, step_offset, acc, lo, hi, ll):
+        if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
+            return
+        for i in range(lo, hi):
+            _fused_langevin_chain(Z, P, Mid, B, W, V, i, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi,
+                                  sidx[i], step_offset, acc)
+
+    return numba.njit(cache=True, nogil=True, fastmath=FUSED_FASTMATH, error_model="numpy", _nrt=False)(chains)
+
+
+def fused_chains(Z, plan, seed_lo, seed_hi, sidx, step_offset):
+    """Every Langevin segment of ``plan`` (:class:`~diffsolve.kernels.plan.ChainPlan`) for every sample of ``Z``
+    (in place), samples in contiguous chunks, one per thread; returns the accepted MALA moves (n, segments)."""
+    n = Z.shape[0]
+    work = [np.empty_like(Z) for _ in range(4)]  # P, Mid, B, W
+    V = np.empty((3,) + Z.shape, dtype=Z.dtype)
+    acc = np.zeros((n, plan.segs.shape[0]), dtype=np.int64)
+    g = plan.tables
+    args = (Z, *work, V, plan.segs, plan.segr, plan.cf, g.tab, g.aux, seed_lo, seed_hi, sidx, step_offset, acc)
+    _on_threads(chain_kernel(bool(g.iso)), args, n, g.aux.shape[2] - 2, Z.dtype)
+    return acc
 
 
 def loops(size: int) -> Loops:

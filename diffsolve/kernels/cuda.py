@@ -7,7 +7,9 @@ functions are the CPU's, compiled with ``cuda.jit(device=True)``:
   ``clip_kernel``: one thread per sample for the clipped momentum (the corrections' kernels: ``CORRECTIONS``);
 * ``fused_kernel(...)``: one thread per sample runs every step of its trajectory in registers/local memory;
   each stage's model table (means, variances and weights turned into a m, 0.5/var_t, ... at the stage time) is
-  staged in shared memory by the whole block, so the K x d table is read from global memory once per block.
+  staged in shared memory by the whole block, so the K x d table is read from global memory once per block;
+* ``chain_kernel(...)``: one thread per sample runs every Langevin segment and iteration of its chain (the
+  accept/reject a masked update), the score tables read from global memory.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .scalar import make_kernels
 announce_compilation()
 
 __all__ = ["THREADS", "SHARED_BYTES", "CORRECTIONS", "blocks_for", "clip_kernel", "combine_kernel", "convert_kernel",
-           "fused_kernel"]
+           "fused_kernel", "chain_kernel"]
 
 THREADS = 128
 SHARED_BYTES = 48 * 1024  # static shared memory available to a block without opting in
@@ -35,6 +37,7 @@ combine_row = _k.combine_row
 convert_span = _k.convert_span
 clip_add = _k.clip_add
 gmm_predict = _k.gmm_predict
+langevin_chain = _k.langevin_chain
 
 
 def blocks_for(work: int, threads: int = THREADS, cap: int = 65535) -> int:
@@ -139,3 +142,31 @@ def fused_kernel(stages: int, history: int, k: int, d: int, dtype_name: str):
                 X[i, j] = xl[0, j]
 
     return fused
+
+
+@functools.lru_cache(maxsize=None)
+def chain_kernel(k: int, d: int, dtype_name: str):
+    """The Langevin chain kernel for K components in d dimensions and a dtype (``langevin_chain`` of the scalar
+    source, one thread per sample); launch ``[blocks_for(n), THREADS]``."""
+    dtype = numba.from_dtype(np.dtype(dtype_name))
+
+    @cuda.jit
+    def chains(X, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset, acc):
+        i = cuda.grid(1)
+        if i >= X.shape[0]:
+            return
+        Z = cuda.local.array((1, d), dtype)
+        P = cuda.local.array((1, d), dtype)
+        Mid = cuda.local.array((1, d), dtype)
+        B = cuda.local.array((1, d), dtype)
+        W = cuda.local.array((1, d), dtype)
+        V = cuda.local.array((3, 1, d), dtype)
+        ll = cuda.local.array(k, dtype)
+        for j in range(d):
+            Z[0, j] = X[i, j]
+        langevin_chain(Z, P, Mid, B, W, V, 0, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx[i],
+                       step_offset, acc[i:i + 1])
+        for j in range(d):
+            X[i, j] = Z[0, j]
+
+    return chains

@@ -17,7 +17,17 @@ from ..errors import DiffsolveError
 from ..program import Program, Segment
 from ..targets import GaussianMixture
 
-__all__ = ["GmmTables", "Rows", "slot_plan", "segment_rows", "fused_clip", "gmm_stage_tables", "fusable"]
+__all__ = ["GmmTables", "Rows", "ChainPlan", "slot_plan", "segment_rows", "fused_clip", "gmm_stage_tables", "fusable",
+           "fused_parts", "chain_plan", "chain_stats"]
+
+# diffsolve.langevin imports the Stepper, which imports this module: its names are imported where used
+
+
+def _chain_methods():
+    """The Langevin methods the chain kernel runs (segs[:, 0] is the index here)."""
+    from ..langevin import Mala, Uld
+
+    return (Mala, Uld)
 
 
 class Rows(NamedTuple):
@@ -77,16 +87,42 @@ def fused_clip(rows: Rows):
 
 def fusable(target, program: Program) -> bool:
     """Whether the fused kernels run this job exactly: a diagonal Gaussian mixture whose exact model is the
-    library's (a subclass overriding ``denoise``/``predict`` takes the Stepper path), a one-segment program and at
-    most one correction, the clipped momentum."""
+    library's (a subclass overriding ``denoise``/``predict``/``logpdf`` takes the Stepper path) and a program of
+    table segments with at most one correction, the clipped momentum, and MALA / ULD segments."""
+    from ..langevin import LangevinSegment
+
     cls = type(target)
     if not (isinstance(target, GaussianMixture) and cls.denoise is GaussianMixture.denoise
-            and cls.predict is GaussianMixture.predict):
+            and cls.predict is GaussianMixture.predict and cls.logpdf is GaussianMixture.logpdf):
         return False
-    if len(program.segments) != 1 or not isinstance(program.segments[0], Segment):
-        return False
-    kinds = [c.kernel for c in program.segments[0].corrections]
-    return kinds in ([], [ClippedMomentum.kernel])
+    for segment in program.segments:
+        if isinstance(segment, Segment):
+            if [c.kernel for c in segment.corrections] not in ([], [ClippedMomentum.kernel]):
+                return False
+        elif not (isinstance(segment, LangevinSegment) and type(segment.method) in _chain_methods()):
+            return False
+    return True
+
+
+def fused_parts(program: Program):
+    """The program as the fused kernels run it: ``(segment, first step)`` for a table segment, ``(segments,
+    first steps)`` (tuples) for a run of consecutive Langevin segments (one chain kernel: the score one segment
+    leaves is reused by the next)."""
+    from ..langevin import LangevinSegment
+
+    parts, first, run = [], 0, None
+    for segment in program.segments:
+        if isinstance(segment, LangevinSegment):
+            if run is None:
+                run = ((), ())
+                parts.append(run)
+            run = (run[0] + (segment,), run[1] + (first,))
+            parts[-1] = run
+        else:
+            run = None
+            parts.append((segment, first))
+        first += segment.steps
+    return parts
 
 
 class GmmTables(NamedTuple):
@@ -127,3 +163,53 @@ def gmm_stage_tables(target: GaussianMixture, schedule, tau: np.ndarray, predict
             aux[n, s, k:] = (0.0, 1.0) if conv.identity else (conv.tx, conv.td)  # P = c_x x + c_D D
     iso = bool(np.all(target.variances == target.variances[:, :1]))
     return GmmTables(np.ascontiguousarray(tab, dtype=dtype), np.ascontiguousarray(aux, dtype=dtype), iso)
+
+
+class ChainPlan(NamedTuple):
+    """A run of Langevin segments as the chain kernel reads it
+    (:func:`diffsolve.kernels.scalar.make_kernels`, ``langevin_chain``)."""
+
+    segs: np.ndarray  # (G, 8) int64
+    segr: np.ndarray  # (G, 4) working dtype: tilt, a, q, radius
+    cf: np.ndarray  # (iterations, 8): tau, then the ULD coefficients (c_vv, c_vG, c_zv, c_zG, l11, l21, l22)
+    tables: GmmTables  # the exact score model (prediction 'score'), one table per distinct time
+
+
+def chain_plan(segments, firsts, target: GaussianMixture, schedule, dtype) -> ChainPlan:
+    """The arrays of the chain kernel for ``segments`` starting at program steps ``firsts``."""
+    from ..langevin import ENERGIES, INITS, Mala
+
+    methods = _chain_methods()
+    times = []
+
+    def table(t):
+        if t not in times:
+            times.append(t)
+        return times.index(t)
+
+    segs = np.zeros((len(segments), 8), dtype=np.int64)
+    segr = np.zeros((len(segments), 4))
+    rows = []
+    for g, (seg, first) in enumerate(zip(segments, firsts)):
+        method = seg.method
+        mala = isinstance(method, Mala)
+        segs[g] = (methods.index(type(method)), seg.steps, sum(len(r) for r in rows), first, table(seg.t),
+                   table(seg.t_init) if seg.init == "tweedie" else -1, INITS.index(seg.init),
+                   ENERGIES.index(method.energy) if mala else 0)
+        segr[g] = (seg.tilt, seg.a, seg.q, method.radius if mala else math.inf)
+        rows.append(np.pad(seg.tau[:, None], ((0, 0), (0, 7))) if mala else method.coefficients(seg.tau))
+    tables = gmm_stage_tables(target, schedule, np.asarray(times, dtype=np.float64)[:, None], "score", dtype)
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    return ChainPlan(segs, cast(segr), cast(np.concatenate(rows)), tables)
+
+
+def chain_stats(segments, acc, stats):
+    """Append the MALA acceptance rate of every MALA segment of ``segments`` to ``stats["acceptance"]`` (as the
+    Stepper does), from the accepted moves ``acc (n, segments)`` of the chain kernel; ``stats`` None: nothing."""
+    if stats is None:
+        return
+    from ..langevin import Mala
+
+    for g, seg in enumerate(segments):
+        if isinstance(seg.method, Mala):
+            stats.setdefault("acceptance", []).append(int(acc[:, g].sum()) / (seg.steps * acc.shape[0]))

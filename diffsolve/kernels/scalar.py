@@ -65,6 +65,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     plain = decorate_scalar or decorate
     noise = make_noise_functions(plain)
     normal_pair = noise.normal_pair
+    philox = noise.philox4x32_10
+    u53 = noise.uniform53
 
     def combine_pair(out, x, V, i, b, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step):
         """Coordinates 2b, 2b+1 of sample i for tableau row r of step m:
@@ -296,7 +298,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     exp_nonpositive_d = decorate(exp_nonpositive)
 
     def softmax_inplace(ll):
-        """ll <- exp(ll - max) (0 below exp(EXP_UNDERFLOW)); returns their sum (log-sum-exp)."""
+        """ll <- exp(ll - max) (0 below exp(EXP_UNDERFLOW)); returns (their sum, the max): the log-sum-exp of
+        the original ll is max + log(sum)."""
         K = ll.shape[0]
         mx = ll[0]
         for k in range(1, K):
@@ -306,7 +309,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         tot = ll[0]
         for k in range(1, K):
             tot += ll[k]
-        return tot
+        return tot, mx
 
     softmax_d = decorate(softmax_inplace)
 
@@ -393,10 +396,11 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
         def predict(V, slot, u, i, tab, aux, m, s, ll):
             log_lik(u, i, tab, aux, m, s, ll)
-            tot = softmax_d(ll)
+            tot, mx = softmax_d(ll)
             inv = (tot / tot) / tot  # 1/tot in the working dtype (no float64 literal on a float32 GPU path)
             K = ll.shape[0]
             posterior(V, slot, u, i, tab, m, s, ll, inv, aux[m, s, K], aux[m, s, K + 1])
+            return mx + math.log(tot)  # log p_t(u): unused (and removed by the compiler) outside MALA
 
         return decorate(predict)
 
@@ -411,12 +415,188 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         ``(4, K, d)`` = (a m, 0.5/var_t, m sigma^2/var_t, a v/var_t) and ``aux[m, s]`` = (log normalisers (K),
         c_x, c_D) from :func:`~diffsolve.kernels.plan.gmm_stage_tables`; ``ll`` is a scratch vector of length
         K; ``iso`` selects the isotropic-component form (columns of 0.5/var_t and a v/var_t constant),
-        ``gmm_predict_iso`` / ``gmm_predict_diag`` are the two forms on their own.
+        ``gmm_predict_iso`` / ``gmm_predict_diag`` are the two forms on their own.  Returns log p_t(u), the
+        log-sum-exp of the component log-likelihoods (the exact MALA energy).
         """
         if iso:
-            gmm_predict_iso(V, slot, u, i, tab, aux, m, s, ll)
+            return gmm_predict_iso(V, slot, u, i, tab, aux, m, s, ll)
+        return gmm_predict_diag(V, slot, u, i, tab, aux, m, s, ll)
+
+    gmm_predict_d = decorate(gmm_predict)
+
+    # -- Langevin chains (diffsolve.langevin: the NumPy reference these follow operation by operation) ----------
+    # Per-sample functions of one chain: position Z, proposal P, midpoint Mid, anchor B = y / a, velocity W (all
+    # (n, d)) and the score stack V (3, n, d) = (score at Z, at P, at Mid), raw model scores of p_t; the tilted
+    # target's score is G = V - tilt (x - B).  Noise: normals of draw 0 (proposal, ULD position), draw 1 (ULD
+    # velocity), draw 2 (velocity refresh), the Metropolis uniform from words (r0, r1) of counter (0, sample,
+    # step, 1), as :func:`diffsolve.noise.standard_normal` / ``standard_uniform`` draw them.
+
+    def tilted(V, slot, x, B, i, j, tilt):
+        """The score of the tilted target at coordinate j: V[slot] - tilt (x - B) (V[slot] when tilt = 0)."""
+        if tilt == 0:
+            return V[slot, i, j]
+        return V[slot, i, j] - tilt * (x[i, j] - B[i, j])
+
+    tilted_d = decorate(tilted)
+
+    def chain_start(Z, B, V, i, a, q, init):
+        """B = Z / a, then the initial position: Tweedie (Z + q V[0]) / a (``init`` 0; V[0] the score at the
+        segment's start time), the anchor B (1) or Z itself (2)."""
+        d = Z.shape[1]
+        for j in range(d):
+            B[i, j] = Z[i, j] / a
+        if init == 0:
+            for j in range(d):
+                Z[i, j] = (Z[i, j] + q * V[0, i, j]) / a
+        elif init == 1:
+            for j in range(d):
+                Z[i, j] = B[i, j]
+
+    def mala_propose(P, Mid, Z, V, B, i, tau, tilt, simpson, seed_lo, seed_hi, sidx, step):
+        """P = Z + tau G(Z) + sqrt(2 tau) xi (normals of draw 0); Mid = (Z + P) / 2 for the Simpson energy."""
+        d = Z.shape[1]
+        sq = math.sqrt(2.0 * tau)
+        for b in range((d + 1) // 2):
+            z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, 0)
+            j = 2 * b
+            P[i, j] = Z[i, j] + tau * tilted_d(V, 0, Z, B, i, j, tilt) + sq * z0
+            if j + 1 < d:
+                P[i, j + 1] = Z[i, j + 1] + tau * tilted_d(V, 0, Z, B, i, j + 1, tilt) + sq * z1
+        if simpson:
+            for j in range(d):
+                Mid[i, j] = 0.5 * (Z[i, j] + P[i, j])
+
+    def mala_log_alpha(Z, P, V, B, i, tau, tilt, energy, dlogp):
+        """(log Metropolis-Hastings ratio of Z -> P, |P - Z|^2) in the cancellation-safe form of
+        :func:`diffsolve.langevin.mala_log_acceptance`; the energy difference is ``dlogp`` (``energy`` 0, exact),
+        the trapezoid (1) or the Simpson (2) line integral of the scores V."""
+        d = Z.shape[1]
+        h1 = tau - tau
+        h2 = h1
+        qd = h1
+        dd = h1
+        e = h1
+        for j in range(d):
+            dl = P[i, j] - Z[i, j]
+            g = tilted_d(V, 0, Z, B, i, j, tilt)
+            gp = tilted_d(V, 1, P, B, i, j, tilt)
+            sg = g + gp
+            h1 += dl * sg
+            h2 += (g - gp) * sg
+            dd += dl * dl
+            if tilt != 0:
+                qd += dl * (P[i, j] + Z[i, j] - 2.0 * B[i, j])
+            if energy == 1:
+                e += dl * (V[0, i, j] + V[1, i, j])
+            elif energy == 2:
+                e += dl * (V[0, i, j] + 4.0 * V[2, i, j] + V[1, i, j])
+        if energy == 0:
+            de = dlogp
+        elif energy == 1:
+            de = 0.5 * e
         else:
-            gmm_predict_diag(V, slot, u, i, tab, aux, m, s, ll)
+            de = e / 6.0
+        quad = h1 - h1
+        if tilt != 0:
+            quad = -0.5 * tilt * qd
+        return de + quad + (-0.5 * h1 + 0.25 * tau * h2), dd
+
+    mala_log_alpha_d = decorate(mala_log_alpha)
+
+    def mala_accept(Z, P, V, B, i, tau, tilt, radius, energy, dlogp, seed_lo, seed_hi, sidx, step):
+        """The Metropolis test of the move Z -> P (uniform of draw 1; rejected beyond ``radius``), as a masked
+        update: on acceptance Z = P and V[0] = V[1].  Returns 1 if accepted, else 0."""
+        la, dd = mala_log_alpha_d(Z, P, V, B, i, tau, tilt, energy, dlogp)
+        r0, r1, r2, r3 = philox(0, sidx & 0xFFFFFFFF, step, 1, seed_lo, seed_hi)
+        take = math.log(u53(r0, r1)) < la
+        if radius < math.inf and not dd <= radius * radius:
+            take = False
+        if not take:
+            return 0
+        for j in range(Z.shape[1]):
+            Z[i, j] = P[i, j]
+            V[0, i, j] = V[1, i, j]
+        return 1
+
+    def uld_refresh(W, i, seed_lo, seed_hi, sidx, step):
+        """W[i] = a fresh N(0, I) velocity (normals of draw 2)."""
+        d = W.shape[1]
+        for b in range((d + 1) // 2):
+            z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, 2)
+            W[i, 2 * b] = z0
+            if 2 * b + 1 < d:
+                W[i, 2 * b + 1] = z1
+
+    def uld_coord(Z, W, V, B, i, j, tilt, cf, it, n1, n2):
+        """One coordinate of the ULD move with gradient -G(Z) frozen; ``cf[it]`` = (tau, c_vv, c_vG, c_zv,
+        c_zG, l11, l21, l22)."""
+        g = -tilted_d(V, 0, Z, B, i, j, tilt)
+        w = W[i, j]
+        Z[i, j] = Z[i, j] + cf[it, 3] * w + cf[it, 4] * g + cf[it, 5] * n1
+        W[i, j] = cf[it, 1] * w + cf[it, 2] * g + (cf[it, 6] * n1 + cf[it, 7] * n2)
+
+    uld_coord_d = decorate(uld_coord)
+
+    def uld_move(Z, W, V, B, i, tilt, cf, it, seed_lo, seed_hi, sidx, step):
+        """The frozen-gradient ULD step of sample i: position normals of draw 0, velocity normals of draw 1."""
+        d = Z.shape[1]
+        for b in range((d + 1) // 2):
+            z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, 0)
+            y0, y1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, 1)
+            uld_coord_d(Z, W, V, B, i, 2 * b, tilt, cf, it, z0, y0)
+            if 2 * b + 1 < d:
+                uld_coord_d(Z, W, V, B, i, 2 * b + 1, tilt, cf, it, z1, y1)
+
+    chain_start_d = decorate(chain_start)
+    mala_propose_d = decorate(mala_propose)
+    mala_accept_d = decorate(mala_accept)
+    uld_refresh_d = decorate(uld_refresh)
+    uld_move_d = decorate(uld_move)
+
+    def langevin_chain(Z, P, Mid, B, W, V, i, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx,
+                       step_offset, acc):
+        """Every Langevin segment of a program for sample i on the exact mixture model (score and log p_t from
+        ``gmm_predict`` with tables of prediction type 'score', one per distinct time).
+
+        ``segs[g]`` = (method 0 MALA / 1 ULD, iterations, first row of ``cf``, first program step, table of t,
+        table of t_init (or -1), init 0 Tweedie / 1 anchor / 2 state, energy 0 exact / 1 trapezoid / 2 simpson),
+        ``segr[g]`` = (tilt, a, q, radius); ``cf`` one row per iteration (see ``uld_coord``; MALA reads tau).
+        The noise step of program step k is step_offset + k + 1.  acc[i, g] = accepted MALA moves.  The score of
+        an accepted MALA state is reused by a following Tweedie start at the same time (FSAL)."""
+        cached = -1  # the table whose score at Z is in V[0] (-1: none)
+        for g in range(segs.shape[0]):
+            kind = segs[g, 0]
+            first = segs[g, 3]
+            ti = segs[g, 4]
+            tilt = segr[g, 0]
+            if segs[g, 6] == 0 and cached != segs[g, 5]:
+                gmm_predict_d(V, 0, Z, i, tab, aux, segs[g, 5], 0, ll, iso)
+            chain_start_d(Z, B, V, i, segr[g, 1], segr[g, 2], segs[g, 6])
+            cached = -1
+            if kind == 0:
+                energy = segs[g, 7]
+                lp = gmm_predict_d(V, 0, Z, i, tab, aux, ti, 0, ll, iso)
+                count = 0
+                for it in range(segs[g, 2], segs[g, 2] + segs[g, 1]):
+                    tau = cf[it, 0]
+                    step = step_offset + first + (it - segs[g, 2]) + 1
+                    mala_propose_d(P, Mid, Z, V, B, i, tau, tilt, energy == 2, seed_lo, seed_hi, sidx, step)
+                    if energy == 2:
+                        gmm_predict_d(V, 2, Mid, i, tab, aux, ti, 0, ll, iso)
+                    lpp = gmm_predict_d(V, 1, P, i, tab, aux, ti, 0, ll, iso)
+                    took = mala_accept_d(Z, P, V, B, i, tau, tilt, segr[g, 3], energy, lpp - lp, seed_lo, seed_hi,
+                                         sidx, step)
+                    if took:
+                        lp = lpp
+                    count += took
+                acc[i, g] = count
+                cached = ti
+            else:
+                uld_refresh_d(W, i, seed_lo, seed_hi, sidx, step_offset + first + 1)
+                for it in range(segs[g, 2], segs[g, 2] + segs[g, 1]):
+                    gmm_predict_d(V, 0, Z, i, tab, aux, ti, 0, ll, iso)
+                    uld_move_d(Z, W, V, B, i, tilt, cf, it, seed_lo, seed_hi, sidx,
+                               step_offset + first + (it - segs[g, 2]) + 1)
 
     return SimpleNamespace(
         normal_pair=normal_pair,
@@ -425,7 +605,13 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         combine_row=decorate(combine_row),
         convert_span=decorate(convert_span),
         clip_add=decorate(clip_add),
-        gmm_predict=decorate(gmm_predict),
+        gmm_predict=gmm_predict_d,
+        mala_propose=mala_propose_d,
+        mala_accept=mala_accept_d,
+        uld_refresh=uld_refresh_d,
+        uld_move=uld_move_d,
+        chain_start=chain_start_d,
+        langevin_chain=decorate(langevin_chain),
         gmm_predict_iso=gmm_predict_iso,
         gmm_predict_diag=gmm_predict_diag,
         log_lik_iso=log_lik_iso_d,
