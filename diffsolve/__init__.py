@@ -7,7 +7,7 @@ order_study, derive (docs/architecture.md).
 from . import targets
 from .accuracy import OrderStudy, order_study
 from .derive import derive
-from .errors import DiffsolveError, ModelOutputError
+from .errors import DiffsolveError, DiffsolveTypeError, DiffsolveWarning, ModelOutputError
 from .grids import time_grid
 from .sampling import sample
 from .schedules import Schedule, get_schedule, list_schedules
@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DiffsolveError",
+    "DiffsolveTypeError",
+    "DiffsolveWarning",
     "ModelOutputError",
     "OrderStudy",
     "Schedule",

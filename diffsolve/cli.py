@@ -21,7 +21,10 @@ def _schedule(args):
     if args.alpha or args.sigma:
         if not (args.alpha and args.sigma):
             raise DiffsolveError("pass both --alpha and --sigma for a user schedule")
-        return Schedule.from_expr(alpha=args.alpha, sigma=args.sigma)
+        try:
+            return Schedule.from_expr(alpha=args.alpha, sigma=args.sigma)
+        except DiffsolveError as exc:
+            raise DiffsolveError(f"--alpha {args.alpha!r} / --sigma {args.sigma!r}: {exc}") from None
     return get_schedule(args.schedule or "vp-linear")
 
 
@@ -62,7 +65,7 @@ def _params(items):
     for item in items or ():
         key, eq, value = item.partition("=")
         try:
-            if not eq or not value.strip():
+            if not eq or not value.strip() or not key.strip():
                 raise ValueError
             out[key.strip()] = _param_value(value)
         except ValueError:
@@ -75,6 +78,41 @@ def _solver(name, params):
     from .solvers import get_solver
 
     return get_solver(name.strip(), **params)
+
+
+def _output_file(path, flag, suffix=""):
+    """Check before any work that ``path`` (with ``suffix`` appended as NumPy/matplotlib would) can be written;
+    returns the path that will be written."""
+    import os
+    from pathlib import Path
+
+    if Path(path).is_dir() or str(path).endswith(("/", os.sep)):
+        raise DiffsolveError(f"{flag} {path!r} is a directory; pass a file name (e.g. {flag} samples{suffix})")
+    out = Path(path if not suffix or str(path).endswith(suffix) else f"{path}{suffix}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise DiffsolveError(f"{flag} {path!r} is a directory; pass a file name (e.g. {flag} samples{suffix})")
+    if not parent.is_dir():
+        raise DiffsolveError(f"{flag} {path!r}: the directory {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise DiffsolveError(f"{flag} {path!r}: {str(out)!r} is not writable; pass a path you can write")
+    return str(out)
+
+
+def _output_dir(path, flag):
+    """Check before any work that the directory ``path`` exists (or can be created) and is writable."""
+    import os
+    from pathlib import Path
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise DiffsolveError(f"{flag} {path!r} is a file, not a directory; pass a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise DiffsolveError(f"{flag} {path!r}: {str(probe)!r} is not a writable directory; pass one you can write")
+    return str(out)
 
 
 def _print_table(rows, columns):
@@ -97,20 +135,27 @@ def cmd_solvers(args):
               "order": "-" if r["order"] is None else f"{r['order']}{'?' if r['uncertain'] else ''}"} for r in rows]
     _print_table(short, ["name", "variant", "order", "strong_order", "stochastic", "nfe_per_step", "prediction", "reference"])
     print("\norder: ODE global order, or weak order for stochastic solvers ('?': measured, not proven)")
-    print("Langevin samplers (order -): nfe_per_step is per inner iteration; their NFE is a budget set by their "
-          "parameters")
+    print("Langevin samplers (order -): nfe_per_step is per inner iteration (pc-song: per grid step); their NFE is "
+          "a budget set by their parameters")
     if _PATTERNS:
         print("\nparameterised names: " + ", ".join(ex for _, _, ex in _PATTERNS))
     return 0
 
 
-def _sliced_w1(x, y, seed=0, projections=64):
-    """Average 1-D Wasserstein-1 distance over random directions (equal sample sizes)."""
+def _sliced_w1(x, y, seed=0, projections=64, block=2):
+    """Average 1-D Wasserstein-1 distance over random directions (equal sample sizes), ``block`` directions at a
+    time so that the report never holds more than a few copies of the samples (memory: docs/benchmarks.md)."""
     rng = np.random.default_rng(seed)
     dirs = rng.standard_normal((projections, x.shape[1]))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    px, py = np.sort(x @ dirs.T, axis=0), np.sort(y @ dirs.T, axis=0)
-    return float(np.mean(np.abs(px - py)))
+    total = 0.0
+    for lo in range(0, projections, block):
+        px, py = x @ dirs[lo:lo + block].T, y @ dirs[lo:lo + block].T
+        px.sort(axis=0)
+        py.sort(axis=0)
+        px -= py
+        total += float(np.abs(px, out=px).sum())
+    return total / (projections * x.shape[0])
 
 
 def cmd_sample(args):
@@ -119,6 +164,7 @@ def cmd_sample(args):
     from .program import Segment
     from .targets import Gaussian, from_spec
 
+    out = _output_file(args.out, "--out", ".npy") if args.out else None  # before any work
     sch = _schedule(args)
     target = from_spec(args.target)
     grid = time_grid(sch, args.steps, args.spacing)
@@ -145,9 +191,9 @@ def cmd_sample(args):
         from .accuracy import exact_error  # exact laws of table programs (a Langevin chain has none)
 
         report["exact_w2_of_output_law"] = exact_error(solver, target, sch, grid, "w2", exact_history=False)
-    if args.out:
-        np.save(args.out, x)
-        report["out"] = args.out
+    if out:
+        np.save(out, x)
+        report["out"] = out
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -160,8 +206,8 @@ def cmd_sample(args):
     print(f"  largest error of the sample mean         : {report['mean_abs_error']:.4f}")
     if "exact_w2_of_output_law" in report:
         print(f"  exact W2 of the output law to the target : {report['exact_w2_of_output_law']:.4e}")
-    if args.out:
-        print(f"  samples saved to {args.out}")
+    if out:
+        print(f"  samples saved to {out}")
     return 0
 
 
@@ -169,6 +215,8 @@ def cmd_order(args):
     from .accuracy import order_study, plot_studies
     from .targets import from_spec
 
+    if args.plot:
+        _output_file(args.plot, "--plot")
     sch = _schedule(args)
     target = from_spec(args.target)
     steps = _steps_list(args.steps)
@@ -195,6 +243,8 @@ def cmd_derive(args):
     from .derive import derive
     from .solvers.modules import tableau_module
 
+    if args.out:
+        _output_dir(args.out, "--out")
     sch = _schedule(args) if (args.alpha or args.sigma or args.schedule) else None
     start = time.perf_counter()
     solver = derive(args.family, args.order, args.prediction, args.sde, args.variant, schedule=sch)
@@ -244,6 +294,8 @@ def cmd_claims(args):
         return 0
     if args.paper is None:
         raise DiffsolveError(f"name a paper: diffsolve claims {{{','.join(PAPERS)}}} (or --list)")
+    if args.plots:
+        _output_dir(args.plots, "--plots")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     run(args.paper, only=only, quick=args.quick, plots=args.plots, as_json=args.json)
     return 0
@@ -320,9 +372,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except DiffsolveError as exc:
+    except DiffsolveError as exc:  # bad input: one line, no traceback (exit code 2, like argparse's usage errors)
         print(f"diffsolve {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the command writes, after the checks made before any work (e.g. disk full)
+        print(f"diffsolve {args.command}: error: cannot write {exc.filename or ''}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffsolve {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

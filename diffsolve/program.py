@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .corrections import Correction
+from .errors import DiffsolveTypeError
 from .tableau import StepTable
 
 __all__ = ["Program", "Segment", "Update"]
@@ -39,7 +40,7 @@ class Segment(Update):
         object.__setattr__(self, "corrections", tuple(self.corrections))
         for c in self.corrections:
             if not isinstance(c, Correction):
-                raise TypeError(f"a Segment's corrections must be Correction instances, got {type(c).__name__}")
+                raise DiffsolveTypeError(f"a Segment's corrections must be Correction instances, got {type(c).__name__}")
             c.check(self.table)
 
     @property
@@ -67,7 +68,7 @@ class Program:
     def __post_init__(self):
         object.__setattr__(self, "segments", tuple(self.segments))
         if not self.segments or not all(isinstance(s, Update) for s in self.segments):
-            raise TypeError("a Program is a non-empty sequence of segments (Segment, LangevinSegment)")
+            raise DiffsolveTypeError("a Program is a non-empty sequence of segments (Segment, LangevinSegment)")
 
     @staticmethod
     def of(obj) -> "Program":
@@ -78,7 +79,7 @@ class Program:
             return Program((obj,))
         if isinstance(obj, StepTable):
             return Program((Segment(obj),))
-        raise TypeError(f"expected a Program, Segment or StepTable, got {type(obj).__name__}")
+        raise DiffsolveTypeError(f"expected a Program, Segment or StepTable, got {type(obj).__name__}")
 
     @property
     def steps(self) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backends
-from .errors import DiffsolveError
+from .errors import DiffsolveError, DiffsolveTypeError
+from .backends.arrays import torch_module, widen_half
 from .models import ModelAdapter
 from .noise import standard_normal
 from .progress import Progress
@@ -18,13 +19,43 @@ __all__ = ["sample", "prior_sample", "run_program"]
 def prior_sample(schedule: Schedule, t: float, n: int, dim: int, seed: int = 0, sample_offset: int = 0) -> np.ndarray:
     """x_T ~ N(0, sigma(T)^2 I) from the keyed Philox stream (step 0, draw 0): the usual start of sampling."""
     idx = sample_offset + np.arange(n, dtype=np.int64)
-    return float(schedule.sigma(t)) * standard_normal(seed, idx, 0, 0, dim)
+    x = standard_normal(seed, idx, 0, 0, dim)
+    x *= float(schedule.sigma(t))  # in place: the prior is the largest array of a run
+    return x
+
+
+def _prior(schedule, run, n, dim, dtype):
+    """The prior draw of ``sample(n=...)``, refusing what cannot be allocated with a message naming n."""
+    run.sample_index(n)  # the noise keys' bound: sample_offset + n <= 2**32
+    try:
+        return prior_sample(schedule, run.grid[0], n, dim, run.seed, run.sample_offset).astype(dtype, copy=False)
+    except MemoryError:
+        need = n * dim * 8 / 2**30
+        raise DiffsolveError(f"n = {n} samples of dimension {dim} need {need:.3g} GiB for the state alone, more than "
+                             "this machine can allocate; sample in batches (sample_offset keeps them one stream)") from None
+
+
+def _working_dtype(dtype):
+    """``dtype`` (sample()'s parameter) as float32 / float64, or None (keep x_init's)."""
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise DiffsolveTypeError(f"dtype must be np.float32, np.float64 or None (keep x_init's), got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise DiffsolveError(f"dtype must be float32 or float64 (the working precision; half-precision models are "
+                             f"fine, their outputs are computed in float32), got {dt}; pass dtype=np.float32")
+    return dt
 
 
 def _host_state(x, name, dtype):
     """``x`` as a NumPy array of ``dtype`` (None keeps float32/float64), checked: floating, batch first, finite."""
     if not isinstance(x, np.ndarray):
-        if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+        torch = torch_module(x)
+        if torch is not None:
+            x = widen_half(x, torch).detach().cpu().numpy()
+        elif hasattr(x, "__array__") or isinstance(x, (list, tuple)):
             x = np.asarray(x)
         else:
             raise DiffsolveError(f"{name} must be a NumPy array of shape (n, ...), got {type(x).__name__}")
@@ -63,6 +94,7 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
     one model call per stage.
     """
     history = [] if history is None else list(history)
+    dtype = _working_dtype(dtype)
     run = prepare_run(solver, schedule, grid, seed=seed, sample_offset=sample_offset, history=len(history), **params)
     adapter = ModelAdapter(model, schedule, run.prediction, prediction)
     if x_init is None:
@@ -70,19 +102,21 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
             raise DiffsolveError(f"pass n (a positive number of samples) or x_init; got n={n!r}")
         if adapter.target is None:
             raise DiffsolveError("with a model callable, pass x_init (the initial states, shape (n, ...))")
-        x = prior_sample(schedule, run.grid[0], int(n), model.dim, run.seed, run.sample_offset).astype(dtype or np.float64)
+        x = _prior(schedule, run, int(n), model.dim, dtype or np.float64)
     else:
         x = _host_state(x_init, "x_init", dtype)
         if n is not None and n != x.shape[0]:
             raise DiffsolveError(f"n={n} disagrees with x_init's batch size {x.shape[0]}; pass one of them")
         if adapter.target is not None and x.shape[1:] != (model.dim,):
             raise DiffsolveError(f"x_init has shape {x.shape}, but the target is {model.dim}-dimensional: expected (n, {model.dim})")
-    return run_program(run, adapter, x, history, backend=backend, progress=progress)
+    return run_program(run, adapter, x, history, backend=backend, progress=progress, owned=x_init is None)
 
 
-def run_program(run, model: ModelAdapter, x: np.ndarray, history=(), *, backend="numpy", progress=False):
+def run_program(run, model: ModelAdapter, x: np.ndarray, history=(), *, backend="numpy", progress=False,
+                owned=False):
     """Run a validated :class:`~diffsolve.stepper.Run` from the host state ``x``: fused when the backend fuses the
-    model's target and the program, else the Stepper loop.  Returns a new array shaped like ``x``."""
+    model's target and the program, else the Stepper loop.  Returns a new array shaped like ``x`` (``owned``: ``x``
+    itself may be used, nobody else holds it)."""
     history = [_host_state(h, f"history[{m}]", x.dtype) for m, h in enumerate(history)]
     for m, h in enumerate(history):
         if h.shape != x.shape:
@@ -91,7 +125,7 @@ def run_program(run, model: ModelAdapter, x: np.ndarray, history=(), *, backend=
     with Progress(run.program.steps, run.name, enabled=progress) as bar:
         if model.target is not None and engine.fuses(model.target, run.program):
             flat = (x.shape[0], -1)
-            X = np.array(x.reshape(flat), copy=True)
+            X = x.reshape(flat) if owned and x.flags.c_contiguous else np.array(x.reshape(flat), copy=True)
             keys = engine.keys(run.seed, run.sample_index(x.shape[0]))
             engine.fused(run.program, model.target, run.schedule, run.prediction, X,
                          [h.reshape(flat) for h in history], keys, run.history)

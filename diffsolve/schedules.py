@@ -10,6 +10,7 @@ DDPM betas with log alpha piecewise linear in t.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
@@ -31,12 +32,39 @@ __all__ = [
 ]
 
 
+def _plain(value, limit: int = 80) -> str:
+    """``value`` as plain Python text for a message (0.5, [1.0, 2.0], 'abc'; never a NumPy repr)."""
+    if isinstance(value, np.ndarray):
+        text = repr(value.tolist()) if value.size <= 8 else f"an array of shape {value.shape}"
+    elif isinstance(value, np.generic):
+        text = repr(value.item())
+    elif isinstance(value, dict) and len(value) <= 8:
+        text = "{" + ", ".join(f"{k!r}: {_plain(v, limit)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (tuple, list)) and len(value) <= 8:
+        inner = ", ".join(_plain(v, limit) for v in value)
+        text = f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{inner}]"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _as_times(values, name: str) -> np.ndarray:
+    raw = values if isinstance(values, np.ndarray) else None
+    if raw is None:
+        try:
+            raw = np.asarray(values)
+        except (TypeError, ValueError):
+            raw = None
+    if raw is not None and (raw.dtype.kind not in "iufO" or isinstance(values, (bool, np.bool_))):
+        raise DiffsolveError(
+            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} "
+            f"{_plain(values)} (dtype {raw.dtype}); pass float64 values"
+        )
     try:
         arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DiffsolveError(
-            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} {values!r}"
+            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} {_plain(values)}"
         ) from None
     if np.isnan(arr).any():
         raise DiffsolveError(f"{name} contains NaN; pass finite values")
@@ -114,7 +142,7 @@ class Schedule:
         if arr.size and (arr.min() < lo or arr.max() > hi):
             bad = arr[(arr < lo) | (arr > hi)].ravel()[0]
             raise DiffsolveError(
-                f"{name} = {bad!r} is outside the domain [{lo}, {hi}] of schedule {self.name!r}; "
+                f"{name} = {_plain(bad)} is outside the domain [{lo}, {hi}] of schedule {self.name!r}; "
                 "pass times inside it (or build the schedule with a wider range)"
             )
         return arr
@@ -125,8 +153,8 @@ class Schedule:
         if arr.size and (arr.min() < lam_lo or arr.max() > lam_hi):
             bad = arr[(arr < lam_lo) | (arr > lam_hi)].ravel()[0]
             raise DiffsolveError(
-                f"lam = {bad!r} is outside the range [{lam_lo:.6g}, {lam_hi:.6g}] that schedule {self.name!r} "
-                f"covers on its domain {self.domain}"
+                f"lam = {_plain(bad)} is outside the range [{lam_lo:.6g}, {lam_hi:.6g}] that schedule {self.name!r} "
+                f"covers on its domain {_plain(self.domain)}; pass lam inside it"
             )
         return arr
 
@@ -217,8 +245,9 @@ class ExprSchedule(Schedule):
         t = np.clip(self._eval(self._inverse, lam), *self.domain)
         # two Newton steps on lam(t) - lam remove the conditioning loss of a closed form (e.g. acos near 1)
         for _ in range(2):
-            resid = self.lam(t) - lam
-            step = resid / self.dlam_dt(t)
+            with np.errstate(all="ignore"):
+                resid = self.lam(t) - lam
+                step = resid / self.dlam_dt(t)
             polish = np.isfinite(step) & (np.abs(step) < 1e-3 * np.abs(t))
             t = np.where(polish, t - np.where(polish, step, 0.0), t)
         return t
@@ -234,35 +263,49 @@ class ExprSchedule(Schedule):
                   name: str | None = None) -> "ExprSchedule":
         """A schedule from user expressions in ``t``, e.g. ``alpha="exp(-5*t**2 - t/20)"``.
 
-        Strings are parsed with a whitelist (never evaluated as code).  ``domain`` defaults to
-        ``(0, t_max)``; alpha and sigma must be positive and lam strictly decreasing inside it.
+        Strings are parsed with a whitelist (never evaluated as code) and derived with a bounded cost
+        (docs/limits.md).  ``domain`` defaults to ``(0, t_max)``; alpha and sigma must be positive and lam strictly
+        decreasing inside it.
         """
         from .symbolic import schedule as calc
-        from .symbolic.safe_parse import parse_expression
 
-        a_expr = parse_expression(alpha, "t", constants)
-        s_expr = parse_expression(sigma, "t", constants)
+        if constants is not None and not isinstance(constants, Mapping):
+            raise DiffsolveError(
+                f"constants must be a dict of names to numbers, got {type(constants).__name__} {_plain(constants)}; "
+                "pass e.g. constants={'k': 2.0}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise DiffsolveError(f"name must be a string, got {type(name).__name__} {_plain(name)}")
         t_min, t_max = _check_range(t_min, t_max)
         domain = (0.0, t_max) if domain is None else _check_domain(domain, t_min, t_max)
-        log_a, log_s = calc.log_of(a_expr), calc.log_of(s_expr)
+        parsed = calc.parse_user(alpha, sigma, constants)
         probe = _interior_points(domain)
-        a_num = calc.numpy_function(a_expr, calc.T)
-        s_num = calc.numpy_function(s_expr, calc.T)
-        with np.errstate(all="ignore"):
-            a_vals, s_vals = np.asarray(a_num(probe), float), np.asarray(s_num(probe), float)
+        a_vals = _probe(parsed.alpha_fn, probe, "alpha", alpha, domain)
+        s_vals = _probe(parsed.sigma_fn, probe, "sigma", sigma, domain)
         for label, text, vals in (("alpha", alpha, a_vals), ("sigma", sigma, s_vals)):
             bad = ~np.isfinite(vals) | (vals <= 0)
             if bad.any():
                 raise DiffsolveError(
-                    f"{label}(t) = {text!r} is {vals[bad][0]!r} at t = {probe[bad][0]:.6g}, inside the domain "
-                    f"{domain}; {label} must be finite and positive there (adjust the expression or the domain)"
+                    f"{label}(t) = {text!r} is {_plain(vals[bad][0])} at t = {probe[bad][0]:.6g}, inside the domain "
+                    f"{_plain(domain)}; {label} must be finite and positive there (adjust the expression or the domain)"
                 )
-        vp = bool(np.allclose(a_vals**2 + s_vals**2, 1.0, rtol=0, atol=1e-13))
-        sched = cls(name or f"expr(alpha={alpha}, sigma={sigma})", log_a, log_s, domain=domain, t_max=t_max,
-                    t_min=t_min, params={"alpha": alpha, "sigma": sigma})
-        sched.variance_preserving = vp  # the user's own sigma expression stays the numeric one
         with np.errstate(all="ignore"):
-            slope = sched.dlam_dt(probe)
+            vp = bool(np.allclose(a_vals**2 + s_vals**2, 1.0, rtol=0, atol=1e-13))
+        calculus, functions = calc.derive_user(parsed)
+        sched = cls.__new__(cls)
+        sched._setup(name or f"expr(alpha={alpha}, sigma={sigma})", domain, t_max, t_min,
+                     {"alpha": alpha, "sigma": sigma}, False)
+        sched._calculus = calculus
+        try:
+            with np.errstate(all="ignore"):
+                slope = sched._eval(functions["dlam_dt"], probe)
+                log_alpha, log_sigma = sched._eval(functions["log_alpha"], probe), sched._eval(functions["log_sigma"],
+                                                                                               probe)
+                lam = log_alpha - log_sigma
+                drift = sched._eval(functions["f"], probe)
+                g2 = -2.0 * s_vals * s_vals * slope
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise _not_float64("the derivatives of", f"alpha={alpha!r}, sigma={sigma!r}", domain, exc) from None
         if not np.all(slope < 0):
             bad = probe[~(slope < 0)][0]
             raise DiffsolveError(
@@ -270,15 +313,52 @@ class ExprSchedule(Schedule):
                 f"{slope[~(slope < 0)][0]:.4g} at t = {bad:.6g} for alpha={alpha!r}, "
                 f"sigma={sigma!r}; check that sigma/alpha increases with t"
             )
-        for candidate in calc.quadratic_inverse(log_a, log_s, vp):
-            inverse = calc.numpy_function(candidate, calc.LAM)
-            with np.errstate(all="ignore"):
-                back = np.asarray(inverse(sched.lam(probe)))
-            if np.allclose(back, probe, rtol=1e-10, atol=0):
-                sched._calculus = calc.derive(log_a, log_s, candidate)
+        for label, vals in (("lam(t) = log(alpha/sigma)", lam), ("dlam/dt", slope), ("f(t) = d log alpha/dt", drift),
+                            ("g^2(t) = -2 sigma^2 dlam/dt", g2)):
+            if not np.isfinite(vals).all():
+                k = int(np.flatnonzero(~np.isfinite(vals))[0])
+                raise DiffsolveError(
+                    f"{label} is {_plain(vals[k])} at t = {probe[k]:.6g}, inside the domain {_plain(domain)}, for "
+                    f"alpha={alpha!r}, sigma={sigma!r}; a schedule must be finite there (adjust the expressions or "
+                    "the domain)"
+                )
+        try:
+            sched._bind(functions)
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise _not_float64("lam(t) of", f"alpha={alpha!r}, sigma={sigma!r}", domain, exc) from None
+        sched.variance_preserving = vp  # the user's own sigma expression stays the numeric one
+        log_a, log_s = calculus.log_alpha, calculus.log_sigma
+        for candidate, inverse in calc.closed_form_inverses(log_a, log_s, vp):
+            try:
+                with np.errstate(all="ignore"):
+                    back = np.asarray(inverse(sched.lam(probe)), dtype=np.float64)
+            except (ArithmeticError, TypeError, ValueError):
+                continue
+            if back.shape == probe.shape and np.allclose(back, probe, rtol=1e-10, atol=0):
+                sched._calculus = calc.with_inverse(calculus, candidate)
                 sched._inverse = inverse
                 break
         return sched
+
+
+def _probe(fn, probe, label, text, domain) -> np.ndarray:
+    """``fn`` on the probe points as float64 (a DiffsolveError, not NumPy's, when it cannot be evaluated)."""
+    try:
+        with np.errstate(all="ignore"):
+            raw = np.asarray(fn(probe))
+            if np.iscomplexobj(raw):
+                raise TypeError("complex values")
+            vals = np.asarray(raw, dtype=np.float64)
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise _not_float64(label, repr(text), domain, exc) from None
+    return np.broadcast_to(vals, probe.shape) if vals.shape != probe.shape else vals
+
+
+def _not_float64(what, text, domain, exc) -> DiffsolveError:
+    return DiffsolveError(
+        f"{what} {text} cannot be evaluated in float64 on the domain {_plain(domain)} ({type(exc).__name__}: "
+        f"{str(exc)[:120]}); keep constants and intermediate values within the float64 range"
+    )
 
 
 class CatalogSchedule(ExprSchedule):
@@ -352,6 +432,7 @@ class VPCosine(CatalogSchedule):
 
     def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
         s = _positive(s, "s")
+        t_min, t_max = _check_range(t_min, t_max)
         if not 0 < t_max <= 1:
             raise DiffsolveError(f"vp-cosine needs 0 < t_max <= 1, got t_max={t_max}")
         super().__init__(domain=(0.0, t_max), t_max=t_max, t_min=t_min, params={"s": s, "t_max": t_max})
@@ -449,6 +530,7 @@ class OU(CatalogSchedule):
 
 
 CATALOG_KINDS = (VPLinear, VPCosine, VE, EDM, Flow, OU)
+MAX_BETAS = 1_000_000  # betas of a discrete schedule (docs/limits.md)
 
 
 class DiscreteSchedule(Schedule):
@@ -456,27 +538,59 @@ class DiscreteSchedule(Schedule):
     (docs/algorithms/exponential_integrators.md §5.4)."""
 
     def __init__(self, betas, name: str = "discrete"):
-        betas = _as_times(betas, "betas").ravel()
+        if not isinstance(name, str):
+            raise DiffsolveError(f"name must be a string, got {type(name).__name__} {_plain(name)}")
+        betas = _as_times(betas, "betas")
+        if betas.ndim > 1:
+            raise DiffsolveError(
+                f"betas must be a 1-D array beta_1..beta_N, got shape {betas.shape}; pass betas.ravel()"
+            )
+        betas = betas.ravel()
         if betas.size < 2:
             raise DiffsolveError(f"a discrete schedule needs at least 2 betas, got {betas.size}")
+        if betas.size > MAX_BETAS:
+            raise DiffsolveError(
+                f"a discrete schedule takes at most {MAX_BETAS} betas (docs/limits.md), got {betas.size}; "
+                "subsample the betas (DDPM uses 1000)"
+            )
         if np.any(~np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
-            bad = betas[~np.isfinite(betas) | (betas <= 0) | (betas >= 1)][0]
-            raise DiffsolveError(f"every beta must lie in (0, 1), got {bad!r}; DDPM betas are e.g. linspace(1e-4, 0.02, 1000)")
+            k = int(np.flatnonzero(~np.isfinite(betas) | (betas <= 0) | (betas >= 1))[0])
+            raise DiffsolveError(
+                f"every beta must lie in (0, 1), got betas[{k}] = {_plain(betas[k])}; DDPM betas are e.g. "
+                "linspace(1e-4, 0.02, 1000)"
+            )
         n = betas.size
         self.name = name
         self.params = {"N": n}
         self.betas = betas
         self.t_nodes = np.arange(1, n + 1) / n
         self.log_alpha_nodes = 0.5 * np.cumsum(np.log1p(-betas))
-        if np.any(np.diff(self.log_alpha_nodes) >= 0):
-            raise DiffsolveError("discrete schedule: log alpha must decrease strictly (all betas > 0)")
+        flat = np.diff(self.log_alpha_nodes) >= 0
+        if np.any(flat):
+            k = int(np.flatnonzero(flat)[0]) + 1
+            raise DiffsolveError(
+                f"discrete schedule: log alpha must decrease strictly, but betas[{k}] = {_plain(betas[k])} is too "
+                f"small to change it in float64 (log alpha = {self.log_alpha_nodes[k]:.6g} there, resolution "
+                f"{float(np.spacing(abs(self.log_alpha_nodes[k]))):.2g}); use larger betas"
+            )
         self.domain = (1.0 / n, 1.0)
         self.t_max, self.t_min = 1.0, 1.0 / n
         self._slopes = np.diff(self.log_alpha_nodes) / np.diff(self.t_nodes)
 
     @classmethod
     def linear(cls, n: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        return cls(np.linspace(beta_start, beta_end, n), name="discrete")
+        """DDPM's linear betas, ``linspace(beta_start, beta_end, n)``."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise DiffsolveError(f"n must be an integer number of betas, got {type(n).__name__} {_plain(n)}")
+        if n > MAX_BETAS:
+            raise DiffsolveError(f"n = {int(n)} is more than the {MAX_BETAS} betas a discrete schedule takes "
+                                 "(docs/limits.md); DDPM uses n=1000")
+        for label, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+            v = _positive(value, label)
+            if not v < 1:
+                raise DiffsolveError(f"{label} = {_plain(value)}: every beta must lie in (0, 1); DDPM betas are e.g. "
+                                     "linspace(1e-4, 0.02, 1000)")
+        return cls(np.linspace(float(beta_start), float(beta_end), max(int(n), 0)), name="discrete")
 
     def _segment(self, t):
         return np.clip(np.searchsorted(self.t_nodes, t, side="right") - 1, 0, self.t_nodes.size - 2)
@@ -567,20 +681,25 @@ def _interior_points(domain, n: int = 257) -> np.ndarray:
 
 
 def _positive(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DiffsolveError(f"{name} must be a positive number, got {_plain(value)}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise DiffsolveError(f"{name} must be a positive number, got {value!r}") from None
+    except OverflowError:
+        v = math.inf
     if not math.isfinite(v) or v <= 0:
-        raise DiffsolveError(f"{name} must be a positive finite number, got {value!r}")
+        raise DiffsolveError(f"{name} must be a positive finite number, got {_plain(value)}")
     return v
 
 
 def _check_range(t_min, t_max):
     for name, value in (("t_min", t_min), ("t_max", t_max)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise DiffsolveError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    t_min, t_max = float(t_min), float(t_max)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise DiffsolveError(f"{name} must be a real number, got {type(value).__name__} {_plain(value)}")
+    try:
+        t_min, t_max = float(t_min), float(t_max)
+    except OverflowError:
+        raise DiffsolveError(f"t_min and t_max must be finite numbers, got t_min={t_min}, t_max={t_max}") from None
     if not (math.isfinite(t_min) and math.isfinite(t_max)) or t_min < 0 or t_max <= t_min:
         raise DiffsolveError(f"need 0 <= t_min < t_max (finite), got t_min={t_min}, t_max={t_max}")
     return t_min, t_max
@@ -588,9 +707,12 @@ def _check_range(t_min, t_max):
 
 def _check_domain(domain, t_min, t_max):
     try:
-        lo, hi = (float(x) for x in domain)
-    except (TypeError, ValueError):
-        raise DiffsolveError(f"domain must be a pair (lo, hi), got {domain!r}") from None
+        items = () if isinstance(domain, (str, bytes)) else tuple(domain)
+        if not items or any(isinstance(x, (bool, np.bool_, str, bytes)) for x in items):
+            raise TypeError
+        lo, hi = (float(x) for x in items)
+    except (TypeError, ValueError, OverflowError):
+        raise DiffsolveError(f"domain must be a pair of real numbers (lo, hi), got {_plain(domain)}") from None
     if not (lo <= t_min < t_max <= hi) or not math.isfinite(hi):
         raise DiffsolveError(
             f"the sampling range [t_min, t_max] = [{t_min}, {t_max}] must lie inside the schedule's domain "
@@ -635,4 +757,4 @@ def get_schedule(name: str, **params) -> Schedule:
     try:
         return factory(**params)
     except TypeError as exc:
-        raise DiffsolveError(f"bad parameters {params!r} for schedule {name!r}: {exc}") from None
+        raise DiffsolveError(f"bad parameters {_plain(params, 200)} for schedule {name!r}: {exc}") from None

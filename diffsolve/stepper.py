@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import backends
-from .errors import DiffsolveError, ModelOutputError
+from .errors import DiffsolveError, DiffsolveTypeError, ModelOutputError
 from .grids import validate_grid
 from .kernels import plan
 from .models import check_output_type
@@ -65,13 +65,23 @@ class Run(NamedTuple):
 
     def sample_index(self, n: int) -> np.ndarray:
         """Global sample indices (noise keys) of a batch of ``n`` samples."""
+        if self.sample_offset + n > MAX_SAMPLES:
+            raise DiffsolveError(f"sample_offset + n must be at most 2**32 (the noise keys of one seed), got "
+                                 f"sample_offset={self.sample_offset} with n={n}; use another seed for more samples")
         return self.sample_offset + np.arange(n, dtype=np.int64)
+
+
+MAX_SAMPLES = 2**32  # global sample indices of one seed (the noise counter's sample word)
 
 
 def _check_keys(seed, sample_offset):
     if isinstance(sample_offset, bool) or not isinstance(sample_offset, (int, np.integer)) or sample_offset < 0:
-        raise DiffsolveError(f"sample_offset must be a non-negative integer (the global index of the first sample), "
-                             f"got {sample_offset!r}; pass e.g. sample_offset=0")
+        cls = DiffsolveTypeError if not isinstance(sample_offset, (int, np.integer)) else DiffsolveError
+        raise cls(f"sample_offset must be a non-negative integer (the global index of the first sample), "
+                  f"got {sample_offset!r}; pass e.g. sample_offset=0")
+    if sample_offset >= MAX_SAMPLES:
+        raise DiffsolveError(f"sample_offset must be below 2**32 (the noise keys of one seed), got {int(sample_offset)}; "
+                             "use another seed for more samples")
     split_seed(seed)  # the noise stream's own check of the seed
 
 
@@ -193,7 +203,7 @@ def _driver(segment):
     for cls in type(segment).__mro__:
         if cls in DRIVERS:
             return DRIVERS[cls]
-    raise TypeError(f"no driver for program segments of type {type(segment).__name__}")
+    raise DiffsolveTypeError(f"no driver for program segments of type {type(segment).__name__}")
 
 
 def _check_state(x, what):
@@ -203,9 +213,10 @@ def _check_state(x, what):
                              f"got {shape}; for one sample use x[None]")
     dtype = np.dtype(x.dtype)
     if dtype not in (np.float32, np.float64):
-        raise DiffsolveError(f"{what} must be float32 or float64, got {dtype}; convert it first "
-                             "(e.g. x.astype(np.float64))")
-    if isinstance(x, np.ndarray) and not np.isfinite(x).all():
+        raise DiffsolveError(f"{what} must be float32 or float64 (float16 / bfloat16 are computed in float32), got "
+                             f"{dtype}; convert it first (e.g. x.astype(np.float64))")
+    host = x if isinstance(x, np.ndarray) else np.asarray(x.copy_to_host())  # CUDA: checked once, on the host
+    if not np.isfinite(host).all():
         raise DiffsolveError(f"{what} contains NaN or inf values; pass finite states")
     return shape, dtype
 

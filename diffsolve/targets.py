@@ -29,7 +29,7 @@ from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import logsumexp
 
 from . import predictions
-from .errors import DiffsolveError
+from .errors import DiffsolveError, DiffsolveTypeError
 
 __all__ = ["Target", "GaussianMixture", "Gaussian", "FullGaussianMixture", "KernelLaw", "from_spec"]
 
@@ -37,10 +37,19 @@ _CHUNK = 8192
 
 
 def _float_array(value, name):
+    """``value`` as a float64 array; refuses what NumPy would convert silently (None, booleans, complex numbers)."""
+    try:
+        kind = "None" if value is None else np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged nesting
+        kind = "O"
+    if kind not in "iufO":  # None, booleans, complex numbers, strings, dates: nothing NumPy should convert
+        what = "None" if value is None else f"{type(value).__name__} of dtype {np.asarray(value).dtype}"
+        raise DiffsolveTypeError(f"{name} must be an array of real numbers, got {what}; pass floats")
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DiffsolveError(f"{name} must be an array of real numbers, got {type(value).__name__} {value!r:.80}") from None
+        raise DiffsolveTypeError(f"{name} must be an array of real numbers, got {type(value).__name__} "
+                                 f"{value!r:.80}") from None
 
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -271,6 +280,15 @@ def _means_and_weights(means, weights):
     return means, weights
 
 
+def _normalised(weights):
+    """Positive finite mixture weights divided by their sum (refused when the sum overflows)."""
+    total = weights.sum()
+    if not np.isfinite(total):
+        raise DiffsolveError(f"mixture weights must have a finite sum, got {weights.tolist()[:8]}; pass "
+                             "normalised weights (they are divided by their sum)")
+    return weights / total
+
+
 class Target:
     """Base class: a data distribution that knows its exact denoiser at every (t, schedule)."""
 
@@ -311,7 +329,7 @@ class GaussianMixture(Target):
             raise DiffsolveError(f"mixture weights must be positive, got {weights.tolist()}")
         if np.any(variances <= 0):
             raise DiffsolveError("component variances must be positive (use a small value, e.g. 1e-4, not 0)")
-        self.weights = weights / weights.sum()
+        self.weights = _normalised(weights)
         self.means = means
         self.variances = np.ascontiguousarray(variances)
         self.dim = d
@@ -476,7 +494,7 @@ class FullGaussianMixture(Target):
                 )
         covariances = np.ascontiguousarray(0.5 * (covariances + np.swapaxes(covariances, 1, 2)))
         self._chol = _cholesky(covariances, "covariances")
-        self.weights = weights / weights.sum()
+        self.weights = _normalised(weights)
         self.means = means
         covariances.setflags(write=False)  # the Cholesky factors above are cached
         self.covariances = covariances
@@ -570,21 +588,59 @@ class FullGaussianMixture(Target):
         return f"FullGaussianMixture(K={self.components}, d={self.dim})"
 
 
+_SPEC_INT = r"[+-]?[0-9]+"
+_SPEC_FLOAT = r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?"
+_SPEC_MAX_NUMBER = 40  # characters of one option value
+MAX_SPEC_DIM = 2**20  # d of a spec target (docs/limits.md)
+MAX_SPEC_COMPONENTS = 2**16  # k of a gmm spec
+MAX_SPEC_ENTRIES = 2**24  # k * d means of a gmm spec (128 MiB of float64)
+
+
 def _parse_spec(spec: str):
+    """(kind, {key: int | float}) of ``kind:key=value,...``; refuses duplicates, empty and non-finite values."""
+    import re
+
     if not isinstance(spec, str) or ":" not in spec:
         raise DiffsolveError(
-            f"target spec must look like 'gaussian:d=16' or 'gmm:d=2,k=8,seed=0', got {spec!r}"
+            f"target spec must look like 'gaussian:d=16' or 'gmm:d=2,k=8,seed=0', got {spec!r:.100}"
         )
     kind, _, rest = spec.partition(":")
     opts = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not eq:
             raise DiffsolveError(f"target spec option {item!r} in {spec!r} must be key=value")
-        try:
-            opts[key.strip()] = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            raise DiffsolveError(f"target spec option {item!r} in {spec!r} needs a number") from None
+        if not key:
+            raise DiffsolveError(f"target spec option {item!r} in {spec!r} has no name; write e.g. d=16")
+        if not value:
+            raise DiffsolveError(f"target spec option {item!r} in {spec!r} has an empty value; write e.g. {key}=16")
+        if key in opts:
+            raise DiffsolveError(
+                f"target spec option {key!r} is given twice in {spec!r} ({key}={opts[key]} and {item}); give each "
+                "option once"
+            )
+        if len(value) > _SPEC_MAX_NUMBER:
+            raise DiffsolveError(
+                f"target spec option {item[:60]!r}... in {spec[:80]!r} needs a number of at most {_SPEC_MAX_NUMBER} "
+                "characters"
+            )
+        if re.fullmatch(_SPEC_INT, value):
+            opts[key] = int(value)
+        elif re.fullmatch(_SPEC_FLOAT, value):
+            number = float(value)
+            if not math.isfinite(number):
+                raise DiffsolveError(
+                    f"target spec option {item!r} in {spec!r} needs a finite number, got {number}; pass a value within "
+                    "the float64 range"
+                )
+            opts[key] = number
+        elif value.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise DiffsolveError(f"target spec option {item!r} in {spec!r} needs a finite number, got {value!r}")
+        else:
+            raise DiffsolveError(
+                f"target spec option {item!r} in {spec!r} needs a number (decimal digits, e.g. {key}=16 or {key}=0.5)"
+            )
     return kind.strip(), opts
 
 
@@ -607,7 +663,11 @@ _SPECS = {"gaussian": (_gaussian, {"d", "seed", "scale", "var"}), "gmm": (_gmm, 
 
 
 def from_spec(spec: str) -> Target:
-    """Build a target from a spec string: ``gaussian:d=16[,seed=,scale=,var=]``, ``gmm:d=2,k=8,seed=0[,scale=,var=]``."""
+    """Build a target from a spec string: ``gaussian:d=16[,seed=,scale=,var=]``, ``gmm:d=2,k=8,seed=0[,scale=,var=]``.
+
+    Options are integers (``d``, ``k``, ``seed``) or finite numbers (``scale``, ``var``), each given at most once;
+    ``d <= 2**20``, ``k <= 2**16`` and ``k * d <= 2**24`` (docs/limits.md).
+    """
     kind, opts = _parse_spec(spec)
     if kind not in _SPECS:
         raise DiffsolveError(f"unknown target kind {kind!r} in {spec!r}; expected one of {', '.join(_SPECS)}")
@@ -615,11 +675,26 @@ def from_spec(spec: str) -> Target:
     unknown = set(opts) - allowed
     if unknown:
         raise DiffsolveError(f"unknown option(s) {sorted(unknown)} for target {kind!r}; allowed: {sorted(allowed)}")
-    for key in ("d", "k"):
+    for key, limit in (("d", MAX_SPEC_DIM), ("k", MAX_SPEC_COMPONENTS)):
         if key in opts and (not isinstance(opts[key], int) or opts[key] < 1):
-            raise DiffsolveError(f"target option {key} must be a positive integer, got {opts[key]!r}")
-    if "seed" in opts and (not isinstance(opts["seed"], int) or opts["seed"] < 0):
-        raise DiffsolveError(f"target option seed must be a non-negative integer, got {opts['seed']!r} in {spec!r}")
+            hint = f" (write {key}={int(opts[key])})" if isinstance(opts[key], float) and opts[key].is_integer() else ""
+            raise DiffsolveError(f"target option {key} must be a positive integer, got {opts[key]!r}{hint}")
+        if key in opts and opts[key] > limit:
+            raise DiffsolveError(
+                f"target option {key} must be a positive integer <= {limit} (docs/limits.md), got {opts[key]} in "
+                f"{spec!r}; pass a smaller {key}"
+            )
+    if kind == "gmm":
+        d, k = opts.get("d", 2), opts.get("k", 8)
+        if d * k > MAX_SPEC_ENTRIES:
+            raise DiffsolveError(
+                f"target {spec!r} has k * d = {k} * {d} = {k * d} mean entries, more than the limit {MAX_SPEC_ENTRIES} "
+                "(docs/limits.md); pass a smaller k or d"
+            )
+    if "seed" in opts and (not isinstance(opts["seed"], int) or not 0 <= opts["seed"] < 2**64):
+        raise DiffsolveError(
+            f"target option seed must be a non-negative integer below 2**64, got {opts['seed']!r} in {spec!r}"
+        )
     if "var" in opts and not opts["var"] > 0:
         raise DiffsolveError(f"target option var must be positive, got {opts['var']!r}")
     return factory(**opts)

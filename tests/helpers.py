@@ -83,7 +83,7 @@ def table_solvers() -> list[str]:
 
 
 def langevin_solvers() -> list[str]:
-    """The registered Langevin samplers (``ula``, ``mala``, ``uld``, ``rtk-*``, ``pc``)."""
+    """The registered Langevin samplers (``ula``, ``mala``, ``uld``, ``rtk-*``, ``pc``, ``pc-song``)."""
     return [n for n in registered_solvers() if not isinstance(solver(n), ds.solvers.Solver)]
 
 

@@ -208,7 +208,7 @@ ERROR_CASES = [
     ("sample-unknown-param", ["sample", "--solver", "ddim", "--steps", "10", "--target", "gaussian:d=4",
                               "--param", "eta=0.5"], "sample", ["has no parameter 'eta'"]),
     ("order-param-out-of-range", ["order", "--solver", "accel-sde", "--target", "gaussian:d=4", "--steps", "8,16",
-                                  "--param", "a=0.9"], "order", ["a = 0.9 is outside its range", "[0.0, 0.5]"]),
+                                  "--param", "a=0.9"], "order", ["a = 0.9 is outside its range", "[0, 0.5]"]),
 ]
 
 

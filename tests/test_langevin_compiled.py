@@ -122,6 +122,8 @@ def test_what_the_fused_kernels_run():
             return 0.5 * super().logpdf(x, t, schedule)
 
     assert not engine.fuses(Tempered(ISO.weights, ISO.means, ISO.variances), run.program)
+    assert engine.fuses(ISO, prepare_run("pc-song", OU, _grid(OU)).program)
+    assert not engine.fuses(ISO, prepare_run("pc-song", OU, _grid(OU), norms="batch").program)  # couples samples
     parts = plan.fused_parts(prepare_run("pc", OU, _grid(OU), corrector="mala").program)
     assert [type(p).__name__ for p, _ in parts] == ["tuple", "Segment"]  # the chain run, then the predictor
     assert parts[1][1] == 20  # the predictor's first program step (after the 20 corrector iterations)
@@ -153,7 +155,8 @@ def test_cuda_simulator_chain_kernel_matches_numpy():
         assert err < rtol, (what, err)
     cases = [("rtk-mala", dict(inner=3)), ("rtk-mala", dict(inner=2, energy="exact", radius=0.7)),
              ("rtk-mala", dict(inner=2, energy="trapezoid")), ("rtk-uld", dict(inner=3)),
-             ("pc", dict(corrector="mala", corrector_steps=3)), ("uld", dict(iterations=4))]
+             ("pc", dict(corrector="mala", corrector_steps=3)), ("uld", dict(iterations=4)),
+             ("pc-song", dict(n_corrector=2))]
     for name, params in cases:
         ref = ds.sample(name, tgt, OU, grid, x_init=x0, seed=3, backend="numpy", **params)
         close(ds.sample(name, tgt, OU, grid, x_init=x0, seed=3, backend="cuda", **params), ref, name)
@@ -188,3 +191,19 @@ def test_sample_with_a_mixture_takes_the_chain_kernel(monkeypatch):
         assert np.isfinite(ds.sample(name, ISO, OU, _grid(OU), n=4, backend="cpu", **_small(name))).all()
     with pytest.raises(AssertionError, match="Stepper"):
         ds.sample("rtk-mala", ISO, OU, _grid(OU), n=4, backend="numpy", inner=2)
+
+
+def test_batch_norms_follow_the_reference_code():
+    """pc-song with norms='batch': one step size from the batch means of the norms (score_sde, diffusers), checked
+    against a hand computation of the first corrector step; the sample then depends on its batch."""
+    x0 = np.random.default_rng(2).standard_normal((6, ISO.dim))
+    grid = _grid(OU)
+    st = ds.Stepper("pc-song", OU, grid, x_init=x0, prediction="score", seed=4, norms="batch", snr=0.2, alpha="one")
+    g = ISO.score(x0, grid[0], OU)
+    st.step(g)
+    z = ds.noise.standard_normal(4, np.arange(6), 1, 0, ISO.dim)
+    eps = 2.0 * (0.2 * np.linalg.norm(z, axis=1).mean() / np.linalg.norm(g, axis=1).mean()) ** 2
+    np.testing.assert_allclose(st.x, x0 + eps * g + np.sqrt(2 * eps) * z, rtol=1e-13)
+    whole = ds.sample("pc-song", ISO, OU, grid, x_init=x0, seed=4, norms="batch")
+    part = ds.sample("pc-song", ISO, OU, grid, x_init=x0[:3], seed=4, norms="batch")
+    assert not np.allclose(whole[:3], part)  # as documented: a batch-dependent rule

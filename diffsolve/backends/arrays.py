@@ -36,3 +36,13 @@ def torch_module(obj):
 
         return torch
     return None
+
+
+def widen_half(obj, torch):
+    """A float16 / bfloat16 array (torch tensor or NumPy array) as float32, a copy: diffsolve computes in float32
+    or float64 (half-precision model outputs are accepted, the arithmetic is float32); anything else unchanged."""
+    if torch is not None:
+        return obj.detach().float() if obj.dtype in (torch.float16, torch.bfloat16) else obj
+    if isinstance(obj, np.ndarray) and obj.dtype == np.float16:
+        return obj.astype(np.float32)
+    return obj

@@ -117,6 +117,11 @@ class CompiledChainOps:
                                      keys.seed_hi, keys.sidx, step, take)
         return take
 
+    def snr_move(self, Z, P, V, B, tilt, alpha, snr, keys, step):
+        eps = np.empty(Z.shape[0], dtype=np.float64)
+        kernels.loops(Z.size).snr(Z, P, V, B, tilt, alpha, snr, keys.seed_lo, keys.seed_hi, keys.sidx, step, eps)
+        return eps
+
     def refresh(self, W, keys, step):
         kernels.loops(W.size).refresh(W, keys.seed_lo, keys.seed_hi, keys.sidx, step)
 

@@ -36,7 +36,7 @@ if not cuda.is_available():
 
 from ..kernels import cuda as kernels  # noqa: E402  (after the availability check)
 from ..kernels import plan  # noqa: E402
-from .arrays import NUMPY, TorchKind, torch_module  # noqa: E402
+from .arrays import NUMPY, TorchKind, torch_module, widen_half  # noqa: E402
 from .engine import Engine, Keys  # noqa: E402
 
 __all__ = ["CudaEngine", "as_device_array", "is_device_array"]
@@ -95,6 +95,7 @@ class CudaEngine(Engine):
         """A device array for ``obj`` and the kind results are returned in: torch CUDA tensors stay torch
         (zero-copy both ways); NumPy and numba arrays give numba device arrays."""
         torch = torch_module(obj)
+        obj = widen_half(obj, torch)
         if is_device_array(obj):
             arr = as_device_array(obj, what)
             if not arr.is_c_contiguous():
@@ -104,7 +105,7 @@ class CudaEngine(Engine):
         if torch is not None:
             raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend 'cuda' needs CUDA tensors "
                                  "(tensor.cuda()), or use backend='cpu'")
-        return cuda.to_device(np.ascontiguousarray(obj)), NUMPY
+        return cuda.to_device(np.ascontiguousarray(widen_half(np.asarray(obj), None))), NUMPY
 
     def empty(self, shape, dtype):
         return cuda.device_array(shape, dtype=dtype)
@@ -169,11 +170,11 @@ class CudaEngine(Engine):
 
     def fused_chains(self, X, chains, keys, step_offset):
         """Every Langevin segment of every sample in one launch, one thread per sample (``X`` host, in place);
-        returns the accepted MALA moves (n, segments)."""
+        returns the segments' statistics (n, segments)."""
         g = chains.tables
         k, d = g.tab.shape[3], g.tab.shape[4]
         to = cuda.to_device
-        dX, dacc = to(X), to(np.zeros((X.shape[0], chains.segs.shape[0]), dtype=np.int64))
+        dX, dacc = to(X), to(np.zeros((X.shape[0], chains.segs.shape[0]), dtype=np.float64))
         kernels.chain_kernel(k, d, X.dtype.name)[kernels.blocks_for(X.shape[0], cap=2**31 - 1), kernels.THREADS](
             dX, to(chains.segs), to(chains.segr), to(chains.cf), to(g.tab), to(g.aux), g.iso, keys.seed_lo,
             keys.seed_hi, keys.sidx, step_offset, dacc)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DiffsolveError
 from ..noise.normals import check_sample_index, split_seed
-from .arrays import NUMPY, TorchKind, torch_module
+from .arrays import NUMPY, TorchKind, torch_module, widen_half
 
 __all__ = ["Engine", "HostEngine", "Keys"]
 
@@ -92,8 +92,8 @@ class HostEngine(Engine):
             if obj.device.type != "cpu":
                 raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend {self.name!r} needs CPU "
                                      "tensors (use backend='cuda' for CUDA tensors, or tensor.cpu())")
-            return obj.detach().numpy(), TorchKind(torch, obj.device)
-        return np.asarray(obj), NUMPY
+            return widen_half(obj, torch).detach().numpy(), TorchKind(torch, obj.device)
+        return widen_half(np.asarray(obj), None), NUMPY
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)

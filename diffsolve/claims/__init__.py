@@ -24,6 +24,8 @@ __all__ = ["Experiment", "Result", "PAPERS", "experiments", "run", "slope"]
 PAPERS = {
     "seeds": "diffsolve.claims.seeds",
     "accelerated": "diffsolve.claims.accelerated",
+    "rtk": "diffsolve.claims.rtk",
+    "pc": "diffsolve.claims.pc",
 }
 
 

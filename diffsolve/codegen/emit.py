@@ -18,15 +18,17 @@ the regeneration command but is not hashed.
 
 ``generate(tab, directory=None)`` writes ``<name>_<variant>_<prediction>_<hash16>.py`` atomically (temp file in the
 same directory + ``os.replace``; the name is a function of the content, so concurrent writers agree) into
-``directory`` or the user cache (``cache_dir()``); ``load(path)`` imports it under a unique module name.  The file
-utilities are :mod:`diffsolve.cache`'s (this module depends on the cache, never the other way round).
+``directory`` or the user cache (``writable_cache_dir()``: ``cache_dir()``, or a temporary directory when that is
+unusable); ``load(path)`` imports it under a unique module name, verifying a content-hashed file against its name
+first (docs/cache.md).  The file utilities and the hash are :mod:`diffsolve.cache`'s (this module depends on the
+cache, never the other way round).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 import sympy as sp
@@ -174,9 +176,9 @@ def _body(tab) -> str:
 
 
 def content_hash(tab, body: str) -> str:
-    """sha256 over (family, k, prediction, sde, variant, generator version, printed body)."""
-    key = f"{tab.family}\n{tab.k}\n{tab.prediction}\n{tab.sde}\n{tab.variant}\n{GENERATOR_VERSION}\n"
-    return hashlib.sha256((key + body).encode()).hexdigest()
+    """sha256 over (family, k, prediction, sde, variant, generator version, printed body): the one definition,
+    :func:`diffsolve.cache.content_digest`, which also verifies cached modules before they are imported."""
+    return cache.content_digest(tab.family, tab.k, tab.prediction, tab.sde, tab.variant, GENERATOR_VERSION, body)
 
 
 def _docstring(tab) -> str:
@@ -215,15 +217,20 @@ def module_stem(tab, digest: str | None = None) -> str:
 
 
 def generate(tab, directory: str | os.PathLike | None = None) -> Path:
-    """Write the module of ``tab`` into ``directory`` (default: the user cache) and return its path.
+    """Write the module of ``tab`` into ``directory`` (default: the user cache, or the temporary directory
+    :func:`diffsolve.cache.writable_cache_dir` falls back to) and return its path.
 
-    The file name carries the content hash, so an existing file with that name is already up to date and is
-    reused; otherwise it is written atomically (safe under concurrent processes).
+    The file name carries the content hash, so an existing plain file with that name and the same bytes is already
+    up to date and is reused; anything else there (a damaged file, a link) is replaced atomically (safe under
+    concurrent processes).  An I/O error is a :class:`~diffsolve.errors.DiffsolveError` naming the path.
     """
-    directory = Path(directory) if directory is not None else cache_dir()
+    directory = Path(directory) if directory is not None else cache.writable_cache_dir()
     text = module_source(tab)
     digest = re.search(r"^# Content hash: ([0-9a-f]{64})$", text, re.M).group(1)
     path = directory / (module_stem(tab, digest) + ".py")
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return path
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode) and path.read_bytes() == text.encode():
+            return path
+    except OSError:
+        pass
     return write_atomic(path, text)

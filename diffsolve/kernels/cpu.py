@@ -51,7 +51,8 @@ combine_span = _k.combine_span
 convert_span = _k.convert_span
 clip_add = _k.clip_add
 combine_row = _k.combine_row
-mala_propose, mala_accept, uld_refresh, uld_move = _k.mala_propose, _k.mala_accept, _k.uld_refresh, _k.uld_move
+mala_propose, mala_accept, uld_refresh, uld_move, snr_move = (_k.mala_propose, _k.mala_accept, _k.uld_refresh,
+                                                              _k.uld_move, _k.snr_move)
 gmm_predict = _k.gmm_predict  # the exact-flag build of the scalar sources (tests compare it with plain Python)
 _kf = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
 _fused_combine_row = _kf.combine_row
@@ -136,6 +137,13 @@ def _build(stamp, parallel):
             take[i] = mala_accept(Z, P, V, B, i, tau, tilt, radius, energy, dlogp[i], seed_lo, seed_hi, sidx[i],
                                   step) == 1
 
+    def snr_any(Z, P, V, B, tilt, alpha, snr, seed_lo, seed_hi, sidx, step, eps):
+        """The SNR-rule corrector step of every sample (``snr_move``); eps[i] its step size."""
+        if stamp == "":
+            return
+        for i in prange(Z.shape[0]):
+            eps[i] = snr_move(Z, P, V, B, i, tilt, alpha, snr, seed_lo, seed_hi, sidx[i], step)
+
     def refresh_any(W, seed_lo, seed_hi, sidx, step):
         if stamp == "":
             return
@@ -151,7 +159,7 @@ def _build(stamp, parallel):
 
     jit = numba.njit(parallel=parallel, cache=True)
     return tuple(jit(f) for f in (combine_any, convert_any, advance_any, clip_any, propose_any, accept_any,
-                                  refresh_any, move_any))
+                                  refresh_any, move_any, snr_any))
 
 
 class Loops(NamedTuple):
@@ -165,6 +173,7 @@ class Loops(NamedTuple):
     accept: object
     refresh: object
     move: object
+    snr: object
 
 
 _PARALLEL = Loops(*_build(SOURCE_STAMP, True))
@@ -265,31 +274,33 @@ def fused_gmm(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, au
 @functools.lru_cache(maxsize=None)
 def chain_kernel(iso: bool):
     """The Langevin chain kernel for one component form: ``kernel(Z, P, Mid, B, W, V, segs, segr, cf, tab, aux,
-    seed_lo, seed_hi, sidx, step_offset, acc, lo, hi, ll)`` runs every segment of samples lo..hi-1
+    seed_lo, seed_hi, sidx, step_offset, stat, lo, hi, ll)`` runs every segment of samples lo..hi-1
     (``langevin_chain`` of :mod:`diffsolve.kernels.scalar`); compiled like :func:`fused_kernel`."""
     stamp = f"{SOURCE_STAMP}/chain/iso={iso}"
 
-    def chains(Z, P, Mid, B, W, V, segs, segr, cf, tab, aux, seed_lo, seed_hi, sidx, step_offset, acc, lo, hi, ll):
+    def chains(Z, P, Mid, B, W, V, segs, segr, cf, tab, aux, seed_lo, seed_hi, sidx, step_offset, stat, lo, hi,
+               ll):
         if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
             return
         for i in range(lo, hi):
             _fused_langevin_chain(Z, P, Mid, B, W, V, i, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi,
-                                  sidx[i], step_offset, acc)
+                                  sidx[i], step_offset, stat)
 
     return numba.njit(cache=True, nogil=True, fastmath=FUSED_FASTMATH, error_model="numpy", _nrt=False)(chains)
 
 
 def fused_chains(Z, plan, seed_lo, seed_hi, sidx, step_offset):
     """Every Langevin segment of ``plan`` (:class:`~diffsolve.kernels.plan.ChainPlan`) for every sample of ``Z``
-    (in place), samples in contiguous chunks, one per thread; returns the accepted MALA moves (n, segments)."""
+    (in place), samples in contiguous chunks, one per thread; returns the segments' statistics (n, segments)
+    (accepted MALA moves, summed SNR step sizes)."""
     n = Z.shape[0]
     work = [np.empty_like(Z) for _ in range(4)]  # P, Mid, B, W
     V = np.empty((3,) + Z.shape, dtype=Z.dtype)
-    acc = np.zeros((n, plan.segs.shape[0]), dtype=np.int64)
+    stat = np.zeros((n, plan.segs.shape[0]), dtype=np.float64)
     g = plan.tables
-    args = (Z, *work, V, plan.segs, plan.segr, plan.cf, g.tab, g.aux, seed_lo, seed_hi, sidx, step_offset, acc)
+    args = (Z, *work, V, plan.segs, plan.segr, plan.cf, g.tab, g.aux, seed_lo, seed_hi, sidx, step_offset, stat)
     _on_threads(chain_kernel(bool(g.iso)), args, n, g.aux.shape[2] - 2, Z.dtype)
-    return acc
+    return stat
 
 
 def loops(size: int) -> Loops:

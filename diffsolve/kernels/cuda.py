@@ -151,7 +151,7 @@ def chain_kernel(k: int, d: int, dtype_name: str):
     dtype = numba.from_dtype(np.dtype(dtype_name))
 
     @cuda.jit
-    def chains(X, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset, acc):
+    def chains(X, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx, step_offset, stat):
         i = cuda.grid(1)
         if i >= X.shape[0]:
             return
@@ -165,7 +165,7 @@ def chain_kernel(k: int, d: int, dtype_name: str):
         for j in range(d):
             Z[0, j] = X[i, j]
         langevin_chain(Z, P, Mid, B, W, V, 0, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx[i],
-                       step_offset, acc[i:i + 1])
+                       step_offset, stat[i:i + 1])
         for j in range(d):
             X[i, j] = Z[0, j]
 

@@ -25,9 +25,9 @@ __all__ = ["GmmTables", "Rows", "ChainPlan", "slot_plan", "segment_rows", "fused
 
 def _chain_methods():
     """The Langevin methods the chain kernel runs (segs[:, 0] is the index here)."""
-    from ..langevin import Mala, Uld
+    from ..langevin import Mala, SnrLangevin, Uld
 
-    return (Mala, Uld)
+    return (Mala, Uld, SnrLangevin)
 
 
 class Rows(NamedTuple):
@@ -99,7 +99,8 @@ def fusable(target, program: Program) -> bool:
         if isinstance(segment, Segment):
             if [c.kernel for c in segment.corrections] not in ([], [ClippedMomentum.kernel]):
                 return False
-        elif not (isinstance(segment, LangevinSegment) and type(segment.method) in _chain_methods()):
+        elif not (isinstance(segment, LangevinSegment) and type(segment.method) in _chain_methods()
+                  and getattr(segment.method, "norms", "sample") == "sample"):  # batch norms couple the samples
             return False
     return True
 
@@ -170,14 +171,14 @@ class ChainPlan(NamedTuple):
     (:func:`diffsolve.kernels.scalar.make_kernels`, ``langevin_chain``)."""
 
     segs: np.ndarray  # (G, 8) int64
-    segr: np.ndarray  # (G, 4) working dtype: tilt, a, q, radius
-    cf: np.ndarray  # (iterations, 8): tau, then the ULD coefficients (c_vv, c_vG, c_zv, c_zG, l11, l21, l22)
+    segr: np.ndarray  # (G, 5) working dtype: tilt, a, q, radius (MALA), snr (SNR corrector)
+    cf: np.ndarray  # (iterations, 8): tau (the SNR corrector: alpha), then the ULD coefficients (c_vv, c_vG, ...)
     tables: GmmTables  # the exact score model (prediction 'score'), one table per distinct time
 
 
 def chain_plan(segments, firsts, target: GaussianMixture, schedule, dtype) -> ChainPlan:
     """The arrays of the chain kernel for ``segments`` starting at program steps ``firsts``."""
-    from ..langevin import ENERGIES, INITS, Mala
+    from ..langevin import ENERGIES, INITS, Mala, Uld
 
     methods = _chain_methods()
     times = []
@@ -188,28 +189,31 @@ def chain_plan(segments, firsts, target: GaussianMixture, schedule, dtype) -> Ch
         return times.index(t)
 
     segs = np.zeros((len(segments), 8), dtype=np.int64)
-    segr = np.zeros((len(segments), 4))
+    segr = np.zeros((len(segments), 5))
     rows = []
     for g, (seg, first) in enumerate(zip(segments, firsts)):
         method = seg.method
-        mala = isinstance(method, Mala)
+        mala, uld = isinstance(method, Mala), isinstance(method, Uld)
         segs[g] = (methods.index(type(method)), seg.steps, sum(len(r) for r in rows), first, table(seg.t),
                    table(seg.t_init) if seg.init == "tweedie" else -1, INITS.index(seg.init),
                    ENERGIES.index(method.energy) if mala else 0)
-        segr[g] = (seg.tilt, seg.a, seg.q, method.radius if mala else math.inf)
-        rows.append(np.pad(seg.tau[:, None], ((0, 0), (0, 7))) if mala else method.coefficients(seg.tau))
+        segr[g] = (seg.tilt, seg.a, seg.q, method.radius if mala else math.inf, getattr(method, "snr", 0.0))
+        rows.append(method.coefficients(seg.tau) if uld else np.pad(seg.tau[:, None], ((0, 0), (0, 7))))
     tables = gmm_stage_tables(target, schedule, np.asarray(times, dtype=np.float64)[:, None], "score", dtype)
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
     return ChainPlan(segs, cast(segr), cast(np.concatenate(rows)), tables)
 
 
-def chain_stats(segments, acc, stats):
-    """Append the MALA acceptance rate of every MALA segment of ``segments`` to ``stats["acceptance"]`` (as the
-    Stepper does), from the accepted moves ``acc (n, segments)`` of the chain kernel; ``stats`` None: nothing."""
+def chain_stats(segments, stat, stats):
+    """What the Stepper reports, from the chain kernel's per-sample statistics ``stat (n, segments)``: the MALA
+    acceptance rate of every MALA segment (``stats["acceptance"]``) and the mean step size of every SNR corrector
+    segment (``stats["snr_step"]``); ``stats`` None: nothing."""
     if stats is None:
         return
-    from ..langevin import Mala
+    from ..langevin import Mala, SnrLangevin
 
     for g, seg in enumerate(segments):
-        if isinstance(seg.method, Mala):
-            stats.setdefault("acceptance", []).append(int(acc[:, g].sum()) / (seg.steps * acc.shape[0]))
+        key = "acceptance" if isinstance(seg.method, Mala) else "snr_step" if isinstance(seg.method, SnrLangevin) \
+            else None
+        if key is not None:
+            stats.setdefault(key, []).append(float(stat[:, g].sum()) / (seg.steps * stat.shape[0]))

@@ -518,14 +518,20 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             V[0, i, j] = V[1, i, j]
         return 1
 
+    def normals_row(out, i, seed_lo, seed_hi, sidx, step, draw):
+        """out[i] = the keyed normals of (step, draw) (:func:`diffsolve.noise.standard_normal`'s row)."""
+        d = out.shape[1]
+        for b in range((d + 1) // 2):
+            z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, draw)
+            out[i, 2 * b] = z0
+            if 2 * b + 1 < d:
+                out[i, 2 * b + 1] = z1
+
+    normals_row_d = decorate(normals_row)
+
     def uld_refresh(W, i, seed_lo, seed_hi, sidx, step):
         """W[i] = a fresh N(0, I) velocity (normals of draw 2)."""
-        d = W.shape[1]
-        for b in range((d + 1) // 2):
-            z0, z1 = normal_pair(seed_lo, seed_hi, b, sidx & 0xFFFFFFFF, step, 2)
-            W[i, 2 * b] = z0
-            if 2 * b + 1 < d:
-                W[i, 2 * b + 1] = z1
+        normals_row_d(W, i, seed_lo, seed_hi, sidx, step, 2)
 
     def uld_coord(Z, W, V, B, i, j, tilt, cf, it, n1, n2):
         """One coordinate of the ULD move with gradient -G(Z) frozen; ``cf[it]`` = (tau, c_vv, c_vG, c_zv,
@@ -547,6 +553,26 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             if 2 * b + 1 < d:
                 uld_coord_d(Z, W, V, B, i, 2 * b + 1, tilt, cf, it, z1, y1)
 
+    def snr_move(Z, P, V, B, i, tilt, alpha, snr, seed_lo, seed_hi, sidx, step):
+        """The SNR-rule corrector step of sample i: z (draw 0) into P, eps = 2 alpha (snr |z| / |g|)^2 (0 where
+        g = 0), Z += eps g + sqrt(2 eps) z; returns eps."""
+        d = Z.shape[1]
+        normals_row_d(P, i, seed_lo, seed_hi, sidx, step, 0)
+        g2 = alpha - alpha
+        z2 = g2
+        for j in range(d):
+            g = tilted_d(V, 0, Z, B, i, j, tilt)
+            g2 += g * g
+            z2 += P[i, j] * P[i, j]
+        eps = g2 - g2
+        if g2 > 0:
+            eps = 2.0 * alpha * snr * snr * z2 / g2
+        sq = math.sqrt(2.0 * eps)
+        for j in range(d):
+            Z[i, j] = Z[i, j] + eps * tilted_d(V, 0, Z, B, i, j, tilt) + sq * P[i, j]
+        return eps
+
+    snr_move_d = decorate(snr_move)
     chain_start_d = decorate(chain_start)
     mala_propose_d = decorate(mala_propose)
     mala_accept_d = decorate(mala_accept)
@@ -554,15 +580,17 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     uld_move_d = decorate(uld_move)
 
     def langevin_chain(Z, P, Mid, B, W, V, i, ll, segs, segr, cf, tab, aux, iso, seed_lo, seed_hi, sidx,
-                       step_offset, acc):
+                       step_offset, stat):
         """Every Langevin segment of a program for sample i on the exact mixture model (score and log p_t from
         ``gmm_predict`` with tables of prediction type 'score', one per distinct time).
 
         ``segs[g]`` = (method 0 MALA / 1 ULD, iterations, first row of ``cf``, first program step, table of t,
         table of t_init (or -1), init 0 Tweedie / 1 anchor / 2 state, energy 0 exact / 1 trapezoid / 2 simpson),
-        ``segr[g]`` = (tilt, a, q, radius); ``cf`` one row per iteration (see ``uld_coord``; MALA reads tau).
-        The noise step of program step k is step_offset + k + 1.  acc[i, g] = accepted MALA moves.  The score of
-        an accepted MALA state is reused by a following Tweedie start at the same time (FSAL)."""
+        ``segr[g]`` = (tilt, a, q, radius, snr); ``cf`` one row per iteration (see ``uld_coord``; MALA reads tau,
+        the SNR corrector (method 2) reads its factor alpha there).  The noise step of program step k is
+        step_offset + k + 1.  stat[i, g] = the segment's statistic: accepted MALA moves, or the sum of the SNR
+        corrector's step sizes.  The score of an accepted MALA state is reused by a following Tweedie start at the
+        same time (FSAL)."""
         cached = -1  # the table whose score at Z is in V[0] (-1: none)
         for g in range(segs.shape[0]):
             kind = segs[g, 0]
@@ -589,8 +617,15 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                     if took:
                         lp = lpp
                     count += took
-                acc[i, g] = count
+                stat[i, g] = count
                 cached = ti
+            elif kind == 2:
+                total = tilt - tilt
+                for it in range(segs[g, 2], segs[g, 2] + segs[g, 1]):
+                    gmm_predict_d(V, 0, Z, i, tab, aux, ti, 0, ll, iso)
+                    total += snr_move_d(Z, P, V, B, i, tilt, cf[it, 0], segr[g, 4], seed_lo, seed_hi, sidx,
+                                        step_offset + first + (it - segs[g, 2]) + 1)
+                stat[i, g] = total
             else:
                 uld_refresh_d(W, i, seed_lo, seed_hi, sidx, step_offset + first + 1)
                 for it in range(segs[g, 2], segs[g, 2] + segs[g, 1]):
@@ -610,6 +645,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         mala_accept=mala_accept_d,
         uld_refresh=uld_refresh_d,
         uld_move=uld_move_d,
+        snr_move=snr_move_d,
         chain_start=chain_start_d,
         langevin_chain=decorate(langevin_chain),
         gmm_predict_iso=gmm_predict_iso,

@@ -35,7 +35,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import DiffsolveError
+from ..errors import DiffsolveError, DiffsolveTypeError
 from .normals import check_sample_index, check_uint, split_seed
 from .philox import BLOCK_TAG_TREE_LEAF, BLOCK_TAG_TREE_NODE, MAX_BLOCK, fill_normals
 
@@ -46,7 +46,7 @@ MAX_DEPTH = 50  # dyadic fractions i / 2**d stay exact in float64 and heap numbe
 
 def _check_time(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}; pass a float")
+        raise DiffsolveTypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}; pass a float")
     value = float(value)
     if not math.isfinite(value):
         raise DiffsolveError(f"{name} must be finite, got {value}; pass a finite float")
@@ -90,7 +90,7 @@ class BrownianTree:
             self._single = False
             n, dim = int(shape[0]), int(shape[1])
         else:
-            raise TypeError(
+            raise DiffsolveTypeError(
                 f"shape must be an int dim or a tuple (n, dim) of ints, got {shape!r}; e.g. shape=(1024, 64)"
             )
         if n < 1 or dim < 1 or dim > 2 * (MAX_BLOCK + 1):
@@ -230,7 +230,7 @@ class BrownianTree:
         """W(grid[k+1]) - W(grid[k]) for k = 0..len-2: shape (len - 1,) + ``self.shape``."""
         g = np.asarray(grid_times)
         if g.dtype == np.bool_ or not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
-            raise TypeError(
+            raise DiffsolveTypeError(
                 f"grid_times must be a 1-D array of real times, got dtype {g.dtype}; pass np.linspace(...)"
             )
         if g.ndim != 1 or g.shape[0] < 2:

@@ -9,7 +9,7 @@ import operator
 
 import numpy as np
 
-from ..errors import DiffsolveError
+from ..errors import DiffsolveError, DiffsolveTypeError
 from .philox import fill_normals, fill_uniforms
 
 __all__ = ["standard_normal", "standard_uniform", "split_seed", "check_uint", "check_sample_index"]
@@ -22,7 +22,7 @@ MAX_DIM = 2**32  # coordinates 0 .. 2**32 - 1 keep block = coord // 2 below the 
 def check_uint(value, name, bound, fix):
     """Return ``value`` as a Python int after checking it is an integer in [0, bound)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
+        raise DiffsolveTypeError(
             f"{name} must be an integer in [0, {bound}), got {value!r} of type {type(value).__name__}; {fix}"
         )
     value = operator.index(value)
@@ -41,7 +41,7 @@ def check_sample_index(sample_index, name="sample_index"):
     """Validate global sample indices (1-D integers in [0, 2**32)) and return them as contiguous int64."""
     arr = np.asarray(sample_index)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
+        raise DiffsolveTypeError(
             f"{name} must be a 1-D array of integers, got dtype {arr.dtype}; "
             f"pass np.arange(start, stop, dtype=np.int64) or cast integral values with .astype(np.int64)"
         )
@@ -74,7 +74,7 @@ def standard_normal(seed, sample_index, step, draw, dim):
     step = check_uint(step, "step", _U32, "pass the solver step number as a non-negative int below 2**32")
     draw = check_uint(draw, "draw", _U32, "pass the draw number within the step as a non-negative int below 2**32")
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be a positive integer, got {dim!r} of type {type(dim).__name__}; pass e.g. dim=64")
+        raise DiffsolveTypeError(f"dim must be a positive integer, got {dim!r} of type {type(dim).__name__}; pass e.g. dim=64")
     dim = operator.index(dim)
     if not 1 <= dim <= MAX_DIM:
         raise DiffsolveError(f"dim must be an integer in [1, 2**32], got {dim}; pass the number of coordinates")

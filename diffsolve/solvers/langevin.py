@@ -1,4 +1,5 @@
-"""Langevin samplers and the samplers built from them: ``ula``, ``mala``, ``uld``, ``rtk-mala``, ``rtk-uld``, ``pc``.
+"""Langevin samplers and the samplers built from them: ``ula``, ``mala``, ``uld``, ``rtk-mala``, ``rtk-uld``, ``pc``,
+``pc-song``.
 
 They are registry entries like the tableau solvers, but their programs are built from parameters, not from one
 generated table: :class:`LangevinSampler` holds the parameters and a program builder.  Their cost is a budget
@@ -14,6 +15,11 @@ generated table: :class:`LangevinSampler` holds the parameters and a program bui
 * ``pc`` (Pedrotti, Maas, Mondelli 2024): a Langevin corrector (ULA by default; ``corrector="mala"`` or ``"uld"``)
   of ``corrector_steps`` iterations at T1 = ``grid[0]``, then any registered ODE/SDE solver (``predictor``,
   ``ddpm`` by default; ``ddim`` is the probability-flow option) along the grid.
+* ``pc-song`` (Song et al. 2021, Algorithms 2-5, in the order of their released code): at every grid time t_k
+  but the last, ``n_corrector`` SNR-rule Langevin corrector iterations at t_k (:class:`~diffsolve.langevin.
+  SnrLangevin`), then one step t_k -> t_{k+1} of a one-step ODE/SDE solver (``predictor``, ``ddpm`` by default);
+  the last predictor step returns its mean (``denoise``).  Its cost is per grid step (``nfe_per_step`` =
+  ``n_corrector`` + the predictor's), so a run's total is ``nfe_per_step`` x the grid's steps.
 
 Parameter defaults are this project's choices (the papers' are not known): docs/algorithms/langevin.md.
 """
@@ -26,14 +32,14 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..errors import DiffsolveError
-from ..langevin import ENERGIES, INITS, LangevinSegment, Mala, Uld
+from ..errors import DiffsolveError, DiffsolveTypeError
+from ..langevin import ALPHA_RULES, ENERGIES, INITS, NORMS, LangevinSegment, Mala, SnrLangevin, Uld, corrector_alpha
 from ..predictions import coefficients
 from ..program import Program, Segment
 from ..tableau import StepTable
 from .registry import Sampler, get_solver, register
 
-__all__ = ["LangevinSampler", "Param", "ula_table", "rtk_program", "pc_program"]
+__all__ = ["LangevinSampler", "Param", "ula_table", "rtk_program", "pc_program", "pc_song_program", "table_step"]
 
 
 class Param(NamedTuple):
@@ -62,8 +68,12 @@ def _radius(value, where):
 
 
 def _count(value, where):
-    if isinstance(value, (bool, np.bool_)) or not float(value).is_integer() or int(value) < 1:
-        raise DiffsolveError(f"{where} must be a positive integer, got {value!r}")
+    try:
+        whole = not isinstance(value, (bool, np.bool_)) and float(value).is_integer() and int(value) >= 1
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise DiffsolveTypeError(f"{where} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -93,10 +103,44 @@ def _choice(options):
 def _predictor(value, where):
     if not isinstance(value, str):
         raise DiffsolveError(f"{where} must be the name of a registered ODE/SDE solver (e.g. 'ddpm'), got {value!r}")
-    solver = get_solver(value)
+    try:
+        solver = get_solver(value)
+    except DiffsolveError as exc:
+        raise DiffsolveError(f"{where}: {exc}") from None
     if isinstance(solver, LangevinSampler):
         raise DiffsolveError(f"{where} must be an ODE/SDE solver, not the Langevin sampler {value!r}")
     return value
+
+
+def _one_step_predictor(value, where):
+    """A predictor that takes one grid step on its own: history does not cross the corrector segments."""
+    value = _predictor(value, where)
+    solver = get_solver(value)
+    if solver.history:
+        raise DiffsolveError(f"{where} = {value!r} is a multistep solver (it keeps {solver.history} history "
+                             "value(s)), and history does not cross the corrector segments between its steps; pass "
+                             "a one-step solver, e.g. 'ddpm' (reverse SDE), 'ddim', 'dpm-solver-2' or 'dpmpp-2s'")
+    return value
+
+
+def _auto(parse):
+    """A parser that also accepts the word ``"auto"`` (a default resolved from the schedule when the program is
+    built)."""
+
+    def parse_or_auto(value, where):
+        return value if isinstance(value, str) and value == "auto" else parse(value, where)
+
+    return parse_or_auto
+
+
+def _flag(value, where):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "yes", "false", "no"):
+        return value.lower() in ("true", "yes")
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    raise DiffsolveError(f"{where} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +155,7 @@ class LangevinSampler(Sampler):
     reference: str = ""
     description: str = ""
     uncertain: bool = True  # the papers' parameter choices are not known: ours are documented
+    per_step: Callable | None = None  # model calls per grid step from the parameters (None: the NFE is a budget)
     order = None
     strong_order = None
     stochastic = True
@@ -154,7 +199,10 @@ class LangevinSampler(Sampler):
     @property
     def nfe_per_step(self) -> int:
         """Model calls per inner iteration (MALA with the Simpson energy: 2; a ``pc`` predictor step: the
-        predictor's)."""
+        predictor's); for a sampler with ``per_step`` (``pc-song``) the calls per grid step, the run's total being
+        ``nfe_per_step`` x the grid's steps."""
+        if self.per_step is not None:
+            return self.per_step(self)
         if "predictor" in self.param_names:
             return get_solver(self.param("predictor")).nfe_per_step
         return 2 if "energy" in self.param_names and self.param("energy") == "simpson" else 1
@@ -168,7 +216,8 @@ class LangevinSampler(Sampler):
         return {"name": self.name, "family": self.family, "order": None, "strong_order": None, "stochastic": True,
                 "nfe_per_step": self.nfe_per_step, "prediction": self.prediction, "history": 0,
                 "variant": self.variant, "params": dict(zip(self.param_names, self.params)),
-                "uncertain": self.uncertain, "reference": self.reference, "nfe": "budget"}
+                "uncertain": self.uncertain, "reference": self.reference,
+                "nfe": "budget" if self.per_step is None else "per_step"}
 
     def __repr__(self):
         return f"LangevinSampler({self.name!r}, {dict(zip(self.param_names, self.params))})"
@@ -286,11 +335,68 @@ def pc_program(sampler, schedule, grid) -> Program:
     return Program((corrector,) + predictor.program(schedule, grid).segments)
 
 
+def table_step(table: StepTable, m: int, *, mean: bool = False) -> StepTable:
+    """Step ``m`` of ``table`` as a one-step table (its own arrays); ``mean``: without the noise of its output row
+    (the step's mean given its stage inputs)."""
+    rows = slice(m, m + 1)
+    C = table.C[rows].copy()
+    if mean:
+        C[:, table.stages, :] = 0.0
+    return StepTable(A=table.A[rows].copy(), B=table.B[rows].copy(), E=table.E[rows].copy(), C=C,
+                     tau=table.tau[rows].copy(), keep=table.keep)
+
+
+def _variance_preserving(schedule, grid) -> bool:
+    """Whether the schedule is VP on the grid: alpha^2 + sigma^2 = 1 at its nodes (a catalog VP schedule says
+    so itself; the discrete DDPM schedule and user schedules are checked numerically)."""
+    if getattr(schedule, "variance_preserving", False):
+        return True
+    a2 = np.exp(2.0 * np.asarray(schedule.log_alpha(grid), dtype=np.float64))
+    s2 = np.asarray(schedule.sigma(grid), dtype=np.float64) ** 2
+    return bool(np.allclose(a2 + s2, 1.0, rtol=0, atol=1e-9))
+
+
+SONG_SNR = {"ve": 0.16, "vp": 0.01}  # the "auto" snr: score_sde's CIFAR-10 VE value; VP unverified (langevin.md §8)
+SONG_ALPHA = {"ve": "one", "vp": "grid"}  # the "auto" alpha rule (ours for VP: docs/algorithms/langevin.md §8)
+
+
+def pc_song_program(sampler, schedule, grid) -> Program:
+    """Song et al. (2021) PC sampling: at every grid time t_k but the last, ``n_corrector`` SNR-rule corrector
+    iterations at t_k, then step k of the predictor's table as its own segment (the last one without the noise of
+    its output row when ``denoise``).  The program's step counter runs on across the segments, so every corrector
+    iteration and every predictor step draws with its own noise step key."""
+    predictor = get_solver(sampler.param("predictor"))
+    if predictor.history:  # the parser refuses these; defaults are not parsed, so check here too
+        _one_step_predictor(sampler.param("predictor"), f"solver {sampler.name!r}: parameter predictor")
+    (segment,) = predictor.program(schedule, grid).segments
+    if segment.corrections:
+        raise DiffsolveError(f"solver {sampler.name!r}: the predictor {predictor.name!r} applies corrections after "
+                             "its rows, which pc-song does not cut into single steps; pass e.g. 'ddpm'")
+    kind = "vp" if _variance_preserving(schedule, grid) else "ve"
+    snr = sampler.param("snr")
+    method = SnrLangevin(SONG_SNR[kind] if snr == "auto" else snr, sampler.param("norms"))
+    rule = sampler.param("alpha")
+    rule = SONG_ALPHA[kind] if rule == "auto" else rule
+    count, K, denoise = sampler.param("n_corrector"), grid.size - 1, sampler.param("denoise")
+    segments = []
+    for k in range(K):
+        alpha = corrector_alpha(rule, schedule, float(grid[k]), float(grid[k + 1]))
+        segments.append(LangevinSegment(method, float(grid[k]), np.full(count, alpha)))
+        segments.append(Segment(table_step(segment.table, k, mean=denoise and k == K - 1)))
+    return Program(tuple(segments))
+
+
+def _pc_song_cost(sampler) -> int:
+    return sampler.param("n_corrector") + get_solver(sampler.param("predictor")).nfe_per_step
+
+
 # -- registration ----------------------------------------------------------------------------------------------
 RTK_REF = ("Huang, Zou, Dong, Ma, Zhang, 'Reverse Transition Kernel: A Flexible Framework to Accelerate Diffusion "
            "Inference', NeurIPS 2024")
 PC_REF = ("Pedrotti, Maas, Mondelli, 'Improved Convergence of Score-Based Diffusion Models via "
           "Prediction-Correction', TMLR 2024")
+SONG_REF = ("Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole, 'Score-Based Generative Modeling through Stochastic "
+            "Differential Equations', ICLR 2021 (Algorithms 2-5, PC sampling)")
 MALA_REF = "Roberts & Tweedie, Bernoulli 1996 (MALA)"
 ULD_REF = "Cheng, Chatterji, Bartlett & Jordan, COLT 2018 (underdamped Langevin MCMC)"
 ULA_REF = "Roberts & Tweedie, Bernoulli 1996 (ULA)"
@@ -320,6 +426,13 @@ _ENTRIES = {
                      Param("corrector_step", 0.1, _positive), Param("predictor", "ddpm", _predictor), _ENERGY,
                      _GAMMA),
                reference=PC_REF, description="Langevin corrector at T1 = grid[0], then an ODE/SDE predictor"),
+    "pc-song": dict(family="pc", build=pc_song_program, per_step=_pc_song_cost,
+                    spec=(Param("predictor", "ddpm", _one_step_predictor), Param("n_corrector", 1, _count),
+                          Param("snr", "auto", _auto(_positive)),
+                          Param("alpha", "auto", _choice(("auto",) + ALPHA_RULES)),
+                          Param("denoise", True, _flag), Param("norms", "sample", _choice(NORMS))),
+                    reference=SONG_REF,
+                    description="SNR-rule Langevin corrector at every grid time, then one predictor step"),
 }
 
 

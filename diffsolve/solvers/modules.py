@@ -11,7 +11,7 @@ The shipped catalog (``diffsolve._generated``: INDEX, and the name tables SOLVER
 MULTISTEP_VARIANTS written by :mod:`diffsolve.codegen.names`) is plain data, so looking a solver up never imports
 SymPy; a key the catalog lacks is derived (``diffsolve.codegen.catalog.derive``), emitted into the user cache
 (``diffsolve.codegen.emit.generate``) and found there by later processes through its pointer file
-(:func:`diffsolve.cache.cached_module`).
+(:func:`diffsolve.cache.cached_module`: verified before import, derived once under a file lock; docs/cache.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def tableau_module(family: str, order: int, prediction: str, sde: bool, variant:
     name = catalog().INDEX.get(key)
     if name is not None:
         return importlib.import_module(f"diffsolve._generated.{name}")
-    return cached_module(f"{family}-{order}-{prediction}-{'sde' if sde else 'ode'}-{variant}", lambda: _build(key))
+    expect = {"FAMILY": family, "K": order, "PREDICTION": prediction, "SDE": sde, "VARIANT": variant}
+    return cached_module(f"{family}-{order}-{prediction}-{'sde' if sde else 'ode'}-{variant}", lambda: _build(key),
+                         expect=expect)
 
 
 def _build(key):

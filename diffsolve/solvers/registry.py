@@ -7,13 +7,14 @@ backend-tested automatically.  Names with a parameter (``dpmpp-{k}m``) are resol
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from ..corrections import ClippedMomentum
-from ..errors import DiffsolveError
+from ..errors import DiffsolveError, DiffsolveWarning
 from ..program import Program, Segment
 from ..tableau import StepTable, StepVariables
 
@@ -101,10 +102,15 @@ class Solver(Sampler):
                 values[key] = float(value)
             except (TypeError, ValueError):
                 raise DiffsolveError(f"solver {self.name!r}: parameter {key} must be a number, got {value!r}") from None
-            lo, hi = self.extra.get("bounds", {}).get(key, (-np.inf, np.inf))
-            if not lo <= values[key] <= hi:  # also refuses NaN
-                raise DiffsolveError(f"solver {self.name!r}: parameter {key} = {value!r} is outside its range "
-                                     f"[{lo}, {hi}]; pass a value in that range")
+            lo, hi, *open_lo = self.extra.get("bounds", {}).get(key, PARAM_BOUNDS.get(key, (-np.inf, np.inf)))
+            inside = lo < values[key] <= hi if open_lo else lo <= values[key] <= hi  # also refuses NaN
+            if not inside:
+                raise DiffsolveError(f"solver {self.name!r}: parameter {key} = {_plain(value)} is outside its range "
+                                     f"{'(' if open_lo else '['}{lo:g}, {hi:g}]; pass a value in that range")
+        fractions = [values[k] for k in ("c1", "c2") if k in values]
+        if len(fractions) == 2 and not fractions[0] < fractions[1]:
+            raise DiffsolveError(f"solver {self.name!r}: the stage fractions must increase, got c1 = {fractions[0]:g} "
+                                 f">= c2 = {fractions[1]:g}; pass e.g. c1=1/3, c2=2/3")
         order = self.order
         condition = self.extra.get("order_condition", ())
         if condition:  # e.g. 3S is third order only for c2 = 2/3; other fractions give the generic order
@@ -198,11 +204,57 @@ class Solver(Sampler):
 
     def program(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> Program:
         """The program for ``grid`` (steps ``start..N-1``): the coefficient table (warm-up levels from
-        :meth:`levels`) and the solver's corrections, one segment."""
+        :meth:`levels`) and the solver's corrections, one segment.  A stochastic solver whose stability depends on
+        eta * h is checked first (:meth:`check_stability`)."""
         available = self.levels(schedule, grid, start, exact_history)
         v = self.step_variables(schedule, grid, start, available)
         table = self._fill(v, available, schedule, grid, start)
-        return Program((Segment(table, tuple(build(self, v, available, table) for build in self.corrections)),))
+        program = Program((Segment(table, tuple(build(self, v, available, table) for build in self.corrections)),))
+        if start == 0 and not exact_history:
+            self.check_stability(program, schedule, grid, v.h)
+        return program
+
+    @property
+    def conditionally_stable(self) -> bool:
+        """Whether the solver can amplify errors for large eta * h (h the log-SNR step): the noise-prediction SDE
+        integrators (their noise term carries e^{eta h}), Euler-Maruyama (explicit in the drift) and the
+        data-prediction multistep SDE integrators (their history polynomial is extrapolated to the step end where
+        the weight e^{-(1+eta)(lam_t - lam)} concentrates); docs/algorithms/exponential_integrators.md, "Stability
+        in eta"."""
+        if "eta" not in self.param_names or self.eta == 0:
+            return False
+        return self.prediction != "data" or self.history > 0 or self.family == "euler-maruyama"
+
+    def check_stability(self, program, schedule, grid, h) -> None:
+        """Check a conditionally stable run on Gaussian data of the variances ``PROBE_VARIANCES`` (the model is
+        then affine, so the output law propagates exactly): an output variance above ``STABILITY_FACTOR`` times the
+        data's is warned about (:class:`~diffsolve.errors.DiffsolveWarning`); above ``DIVERGENCE_FACTOR`` a run with
+        eta > 1 (beyond the published methods' eta in [0, 1]) is refused, one with eta <= 1 (the method as
+        published, run as asked) is warned about as diverging."""
+        if not self.conditionally_stable:
+            return
+        from ..accuracy.gaussian_law import initial_law, propagate
+        from ..targets import Gaussian
+
+        probe = Gaussian(np.zeros(PROBE_VARIANCES.size), PROBE_VARIANCES)  # one coordinate per data variance
+        mean, cov = initial_law(probe, schedule, grid, 0, self.prediction, self.eta)
+        with np.errstate(all="ignore"):
+            mean, cov = propagate(program, probe, schedule, self.prediction, mean, cov)
+        growth = np.where(np.isfinite(cov[:, 0, 0]), cov[:, 0, 0] / PROBE_VARIANCES, np.inf)
+        worst = float(growth.max())
+        if worst <= STABILITY_FACTOR:
+            return
+        finite = h[np.isfinite(h)]
+        eta_h = self.eta * float(finite.max()) if finite.size else float("nan")
+        what = (f"solver {self.name!r} with eta = {self.eta:g} {{}} on this grid: its largest step has eta * h = "
+                f"{eta_h:.3g} (h the log-SNR step), and on Gaussian data the exact law of its output has up to "
+                f"{worst:.3g} times the data's variance")
+        fix = ("use more steps (or logsnr spacing), a smaller eta, or an unconditionally stable solver (the one-step "
+               "data-prediction ones: ddpm, dpmpp-1m-sde, seeds-*; dpmpp-*-sde rather than dpm-solver-*-sde)")
+        if worst > DIVERGENCE_FACTOR and self.eta > 1:
+            raise DiffsolveError(what.format("diverges") + f" (errors grow geometrically); {fix}")
+        verdict = "diverges" if worst > DIVERGENCE_FACTOR else "amplifies errors"
+        warnings.warn(what.format(verdict) + f"; its samples are inaccurate: {fix}", DiffsolveWarning, stacklevel=4)
 
     def table(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> StepTable:
         """The coefficient table of :meth:`program`, for solvers without corrections (a solver with corrections
@@ -245,6 +297,21 @@ class Solver(Sampler):
     def __repr__(self):
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"
 
+
+# admissible ranges of runtime parameters by name, unless a solver declares its own (extra["bounds"]); a third
+# element True makes the lower end open.  eta >= 0 (0: the probability-flow ODE; large eta is checked against the
+# grid, see Solver.check_stability); stage fractions c in (0, 1] (the stage node lam_n + c h within the step).
+PARAM_BOUNDS = {"eta": (0.0, np.inf), "c1": (0.0, 1.0, True), "c2": (0.0, 1.0, True)}
+
+
+def _plain(value):
+    """A parameter value for a message (NumPy scalars as plain Python numbers)."""
+    return repr(value.item()) if isinstance(value, np.generic) else repr(value)
+
+
+STABILITY_FACTOR = 4.0  # output / data variance on Gaussian data above which a run is warned about ...
+DIVERGENCE_FACTOR = 1e4  # ... and above which it is refused (the output's spread 100 times the data's)
+PROBE_VARIANCES = np.array([1.0, 0.3, 0.1, 0.03, 0.01, 1e-3])  # the data variances it is checked on
 
 _REGISTRY: dict[str, Sampler | Callable[[], Sampler]] = {}
 _PATTERNS: list[tuple[re.Pattern, Callable[..., Solver], str]] = []
