@@ -1,7 +1,7 @@
 """diffsolve: diffusion-model samplers whose coefficients SymPy derives and Numba compiles.
 
-Public surface: get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample, Stepper,
-order_study, derive (docs/architecture.md).
+Public surface: get_schedule, Schedule, time_grid, get_solver, list_solvers, targets, sample (and its Solution),
+Stepper, order_study, derive (docs/architecture.md).
 """
 
 from . import targets
@@ -10,6 +10,7 @@ from .derive import derive
 from .errors import DiffsolveError, DiffsolveTypeError, DiffsolveWarning, ModelOutputError
 from .grids import time_grid
 from .sampling import sample
+from .solution import Solution, StepRecord
 from .schedules import Schedule, get_schedule, list_schedules
 from .solvers import Solver, get_solver, list_solvers
 from .stepper import Stepper
@@ -23,7 +24,9 @@ __all__ = [
     "ModelOutputError",
     "OrderStudy",
     "Schedule",
+    "Solution",
     "Solver",
+    "StepRecord",
     "Stepper",
     "derive",
     "get_schedule",

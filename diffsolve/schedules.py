@@ -4,7 +4,8 @@ A schedule is given by log alpha(t) and log sigma(t) as SymPy expressions; the h
 its derivative, the drift f, the diffusion g^2 and the inverse t(lam) are derived symbolically
 (:mod:`diffsolve.symbolic.schedule`) and printed to vectorised NumPy functions.  Catalog kinds are one class
 each; :meth:`Schedule.from_expr` parses user expressions with a whitelist; :class:`DiscreteSchedule` holds
-DDPM betas with log alpha piecewise linear in t.
+DDPM betas with log alpha piecewise linear in t; :func:`from_diffusers` reads a diffusers scheduler config and
+:class:`TimestepMap` relates t to a network's timestep (docs/interop/schedules.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DiffsolveError
+from .errors import DiffsolveError, DiffsolveTypeError
 
 __all__ = [
     "Schedule",
@@ -27,6 +28,9 @@ __all__ = [
     "Flow",
     "OU",
     "DiscreteSchedule",
+    "TimestepMap",
+    "diffusers_alphas_cumprod",
+    "from_diffusers",
     "get_schedule",
     "list_schedules",
 ]
@@ -48,6 +52,21 @@ def _plain(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _describe(value) -> str:
+    """A short description of ``value`` for a message: small values plainly, arrays and long sequences by type,
+    shape and dtype (never every entry)."""
+    size = value.size if isinstance(value, np.ndarray) else len(value) if isinstance(value, (list, tuple)) else 0
+    if size > 8:
+        try:
+            arr = np.asarray(value)
+            return f"{type(value).__name__} of shape {arr.shape}, dtype {arr.dtype}"
+        except (TypeError, ValueError, OverflowError):
+            return f"{type(value).__name__} of {len(value)} items"
+    if type(value).__module__.startswith("torch"):
+        return f"torch tensor of shape {tuple(getattr(value, 'shape', ()))}, dtype {getattr(value, 'dtype', '?')}"
+    return _plain(value)
+
+
 def _as_times(values, name: str) -> np.ndarray:
     raw = values if isinstance(values, np.ndarray) else None
     if raw is None:
@@ -58,13 +77,13 @@ def _as_times(values, name: str) -> np.ndarray:
     if raw is not None and (raw.dtype.kind not in "iufO" or isinstance(values, (bool, np.bool_))):
         raise DiffsolveError(
             f"{name} must be a real number or an array of real numbers, got {type(values).__name__} "
-            f"{_plain(values)} (dtype {raw.dtype}); pass float64 values"
+            f"{_describe(values)} (dtype {raw.dtype}); pass float64 values"
         )
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise DiffsolveError(
-            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} {_plain(values)}"
+            f"{name} must be a real number or an array of real numbers, got {type(values).__name__} {_describe(values)}"
         ) from None
     if np.isnan(arr).any():
         raise DiffsolveError(f"{name} contains NaN; pass finite values")
@@ -157,6 +176,32 @@ class Schedule:
                 f"covers on its domain {_plain(self.domain)}; pass lam inside it"
             )
         return arr
+
+    # -- model timesteps -----------------------------------------------------------------------------------
+    timestep_map = None  # a TimestepMap, or None where the schedule has no model timestep convention
+
+    @property
+    def timestep_convention(self) -> str | None:
+        """The model-timestep convention in words (``None``: the schedule has none; see :class:`TimestepMap`)."""
+        return None if self.timestep_map is None else self.timestep_map.describe()
+
+    def timestep_of(self, t) -> np.ndarray:
+        """The network's timestep at time(s) ``t`` (float64, not rounded), by :attr:`timestep_map`."""
+        return self._timesteps().timestep_of(self, t)
+
+    def time_of_timestep(self, timestep) -> np.ndarray:
+        """The time t of network timestep(s) ``timestep``: the inverse of :meth:`timestep_of`."""
+        return self._timesteps().time_of_timestep(self, timestep)
+
+    def _timesteps(self) -> "TimestepMap":
+        if self.timestep_map is None:
+            raise DiffsolveError(
+                f"schedule {self.name!r} has no model timestep convention; discrete schedules (timestep k = N t - 1) "
+                "and schedules from Schedule.from_diffusers have one (docs/interop/schedules.md); map t yourself"
+            )
+        if self.timestep_map.refusal:
+            raise DiffsolveError(self.timestep_map.refusal)
+        return self.timestep_map
 
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -535,47 +580,78 @@ MAX_BETAS = 1_000_000  # betas of a discrete schedule (docs/limits.md)
 
 class DiscreteSchedule(Schedule):
     """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t, extended linearly
-    (docs/algorithms/exponential_integrators.md §5.4)."""
+    (docs/algorithms/exponential_integrators.md §5.4).
 
-    def __init__(self, betas, name: str = "discrete"):
+    Give exactly one of ``betas`` (beta_1..beta_N) or ``alphas_cumprod`` (alpha-bar_1..alpha-bar_N = alpha(t_n)^2,
+    diffusers' ``scheduler.alphas_cumprod``).  diffusers' integer timestep k = 0..N-1 is t = (k + 1)/N
+    (:meth:`timestep_of`, :meth:`time_of_timestep`).
+    """
+
+    def __init__(self, betas=None, name: str = "discrete", *, alphas_cumprod=None):
         if not isinstance(name, str):
             raise DiffsolveError(f"name must be a string, got {type(name).__name__} {_plain(name)}")
-        betas = _as_times(betas, "betas")
-        if betas.ndim > 1:
-            raise DiffsolveError(
-                f"betas must be a 1-D array beta_1..beta_N, got shape {betas.shape}; pass betas.ravel()"
+        if (betas is None) == (alphas_cumprod is None):
+            raise DiffsolveTypeError(
+                "Schedule.discrete needs exactly one of betas=... or alphas_cumprod=..., got "
+                f"{'both' if betas is not None else 'neither'}; pass e.g. betas=np.linspace(1e-4, 0.02, 1000)"
             )
-        betas = betas.ravel()
-        if betas.size < 2:
-            raise DiffsolveError(f"a discrete schedule needs at least 2 betas, got {betas.size}")
-        if betas.size > MAX_BETAS:
+        label = "betas" if alphas_cumprod is None else "alphas_cumprod"
+        values = _as_times(betas if alphas_cumprod is None else alphas_cumprod, label)
+        if values.ndim > 1:
             raise DiffsolveError(
-                f"a discrete schedule takes at most {MAX_BETAS} betas (docs/limits.md), got {betas.size}; "
-                "subsample the betas (DDPM uses 1000)"
+                f"{label} must be a 1-D array of N values, got shape {values.shape}, dtype {values.dtype}; "
+                f"pass {label}.ravel()"
             )
-        if np.any(~np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
-            k = int(np.flatnonzero(~np.isfinite(betas) | (betas <= 0) | (betas >= 1))[0])
+        values = values.ravel()
+        if values.size < 2:
+            raise DiffsolveError(f"a discrete schedule needs at least 2 {label}, got {values.size}")
+        if values.size > MAX_BETAS:
             raise DiffsolveError(
-                f"every beta must lie in (0, 1), got betas[{k}] = {_plain(betas[k])}; DDPM betas are e.g. "
-                "linspace(1e-4, 0.02, 1000)"
+                f"a discrete schedule takes at most {MAX_BETAS} {label} (docs/limits.md), got {values.size}; "
+                f"subsample the {label} (DDPM uses 1000)"
             )
-        n = betas.size
+        bad = ~np.isfinite(values) | (values <= 0) | (values >= 1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            if alphas_cumprod is None:
+                raise DiffsolveError(
+                    f"every beta must lie in (0, 1), got betas[{k}] = {_plain(values[k])} (of {values.size}, "
+                    f"{int(bad.sum())} outside); DDPM betas are e.g. linspace(1e-4, 0.02, 1000)"
+                )
+            hint = ("a zero terminal SNR (alpha = 0): a discrete schedule needs alpha > 0 at every node; replace it by "
+                    "a small value such as 2**-24, as diffusers' Euler and DPM-Solver schedulers do"
+                    if values[k] == 0 else "alphas_cumprod[n] = prod_{i<=n} (1 - beta_i) lies in (0, 1)")
+            raise DiffsolveError(
+                f"every alphas_cumprod must lie in (0, 1), got alphas_cumprod[{k}] = {_plain(values[k])} (of "
+                f"{values.size}, {int(bad.sum())} outside); {hint}"
+            )
+        n = values.size
         self.name = name
         self.params = {"N": n}
-        self.betas = betas
         self.t_nodes = np.arange(1, n + 1) / n
-        self.log_alpha_nodes = 0.5 * np.cumsum(np.log1p(-betas))
+        if alphas_cumprod is None:
+            self.betas = values
+            self.log_alpha_nodes = 0.5 * np.cumsum(np.log1p(-values))
+        else:
+            self.log_alpha_nodes = 0.5 * np.log(values)
+            self.betas = -np.expm1(2.0 * np.diff(self.log_alpha_nodes, prepend=0.0))
         flat = np.diff(self.log_alpha_nodes) >= 0
         if np.any(flat):
             k = int(np.flatnonzero(flat)[0]) + 1
+            if alphas_cumprod is not None:
+                raise DiffsolveError(
+                    f"alphas_cumprod must decrease strictly, but alphas_cumprod[{k}] = {_plain(values[k])} >= "
+                    f"alphas_cumprod[{k - 1}] = {_plain(values[k - 1])}; pass a strictly decreasing table"
+                )
             raise DiffsolveError(
-                f"discrete schedule: log alpha must decrease strictly, but betas[{k}] = {_plain(betas[k])} is too "
+                f"discrete schedule: log alpha must decrease strictly, but betas[{k}] = {_plain(values[k])} is too "
                 f"small to change it in float64 (log alpha = {self.log_alpha_nodes[k]:.6g} there, resolution "
                 f"{float(np.spacing(abs(self.log_alpha_nodes[k]))):.2g}); use larger betas"
             )
         self.domain = (1.0 / n, 1.0)
         self.t_max, self.t_min = 1.0, 1.0 / n
         self._slopes = np.diff(self.log_alpha_nodes) / np.diff(self.t_nodes)
+        self.timestep_map = TimestepMap("index", n)
 
     @classmethod
     def linear(cls, n: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
@@ -721,6 +797,358 @@ def _check_domain(domain, t_min, t_max):
     return lo, hi
 
 
+class TimestepMap:
+    """How a network's timestep relates to the schedule time t (docs/interop/schedules.md).
+
+    ``kind``:
+
+    * ``"index"``: diffusers' integer training timestep k = N t - 1, i.e. t = (k + 1)/N for k = 0..N-1 (a discrete
+      schedule of N betas: timestep k is the node t_{k+1}).
+    * ``"sigma"``: k = N sigma(t) with sigma(t) = shift t/(1 + (shift - 1) t), alpha = 1 - sigma (flow matching:
+      diffusers' FlowMatchEulerDiscreteScheduler feeds the network sigma * num_train_timesteps).
+    * ``"log-sigma"``: c = log(sigma/alpha)/4 = -lam/4 (diffusers' EulerDiscreteScheduler with
+      timestep_type="continuous").
+
+    Timesteps are float64 and never rounded: round them yourself for a network that needs integers.
+    """
+
+    KINDS = ("index", "sigma", "log-sigma")
+
+    def __init__(self, kind: str, n: int, *, shift: float = 1.0, refusal: str | None = None):
+        if kind not in self.KINDS:
+            raise DiffsolveError(f"timestep map kind must be one of {', '.join(self.KINDS)}, got {_plain(kind)}")
+        self.kind, self.n, self.shift, self.refusal = kind, int(n), float(shift), refusal
+
+    def describe(self) -> str:
+        n = self.n
+        if self.kind == "index":
+            return f"timestep k = {n} t - 1 (t = (k + 1)/{n}, k = 0..{n - 1})"
+        if self.kind == "sigma":
+            return f"timestep = {n} sigma(t), sigma(t) = {self.shift:g} t/(1 + {self.shift - 1:g} t)"
+        return "timestep = log(sigma(t)/alpha(t))/4 = -lam(t)/4"
+
+    def timestep_of(self, schedule: Schedule, t) -> np.ndarray:
+        t = schedule._check_t(t)
+        if self.kind == "index":
+            return self.n * t - 1.0
+        if self.kind == "sigma":
+            return self.n * schedule.sigma(t)
+        return -0.25 * schedule.lam(t)
+
+    def time_of_timestep(self, schedule: Schedule, timestep) -> np.ndarray:
+        k = _as_times(timestep, "timestep")
+        if self.kind == "log-sigma":
+            lam_lo, lam_hi = schedule.lam_range
+            lo, hi = -0.25 * lam_hi, -0.25 * lam_lo
+        else:
+            lo, hi = (0.0, self.n - 1.0) if self.kind == "index" else (0.0, float(self.n))
+        slack = 1e-12 * max(1.0, abs(lo), abs(hi))  # rounding of timestep_of at the ends
+        if k.size and (k.min() < lo - slack or k.max() > hi + slack):
+            bad = k[(k < lo - slack) | (k > hi + slack)].ravel()[0]
+            raise DiffsolveError(
+                f"timestep = {_plain(bad)} is outside [{lo:.6g}, {hi:.6g}], the range of the {self.n} training "
+                f"timesteps of schedule {schedule.name!r} ({self.describe()}); pass timesteps inside it"
+            )
+        k = np.clip(k, lo, hi)
+        if self.kind == "log-sigma":
+            return schedule.t_of_lam(np.clip(-4.0 * k, lam_lo, lam_hi))
+        if self.kind == "index":
+            return np.clip((k + 1.0) / self.n, *schedule.domain)
+        s = k / self.n
+        return np.clip(s / (self.shift - (self.shift - 1.0) * s), *schedule.domain)
+
+
+# diffusers schedulers that replace a zero terminal alphas_cumprod by 2**-24 (rescale_betas_zero_snr=True)
+_ZERO_SNR_FLOOR_CLASSES = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                           "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+_REFUSED_CLASSES = {
+    "EDMEulerScheduler": "an EDM schedule: use ds.get_schedule('edm', sigma_min=..., sigma_max=...)",
+    "EDMDPMSolverMultistepScheduler": "an EDM schedule: use ds.get_schedule('edm', sigma_min=..., sigma_max=...)",
+    "ScoreSdeVeScheduler": "a VE schedule: use ds.get_schedule('ve', sigma_min=..., sigma_max=...)",
+    "ScoreSdeVpScheduler": "a continuous VP schedule: use ds.get_schedule('vp-linear', beta_min=..., beta_max=...)",
+}
+
+
+class _Config:
+    """A diffusers config as a dict, recording which keys built the schedule."""
+
+    def __init__(self, config):
+        self.class_name = None
+        if isinstance(config, Mapping):
+            items = config
+            self.class_name = config.get("_class_name")
+        elif isinstance(getattr(config, "config", None), Mapping):
+            items, self.class_name = config.config, type(config).__name__
+        else:
+            raise DiffsolveTypeError(
+                f"config must be a diffusers scheduler config (a dict, scheduler.config) or a scheduler, got "
+                f"{type(config).__name__} {_describe(config)}; pass e.g. pipe.scheduler.config"
+            )
+        self.items = dict(items)
+        if self.class_name is not None and not isinstance(self.class_name, str):
+            raise DiffsolveError(f"config['_class_name'] must be a string, got {_describe(self.class_name)}")
+        self.used: set[str] = set()
+
+    def get(self, key, default=None):
+        self.used.add(key)
+        value = self.items.get(key, default)
+        return default if value is None else value
+
+    def flag(self, key) -> bool:
+        value = self.get(key, False)
+        if not isinstance(value, (bool, np.bool_)):
+            raise DiffsolveError(f"config[{key!r}] must be True or False, got {type(value).__name__} "
+                                 f"{_describe(value)}; fix the config")
+        return bool(value)
+
+    def integer(self, key, default, lo, hi) -> int:
+        value = self.get(key, default)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+            raise DiffsolveError(f"config[{key!r}] must be an integer in [{lo}, {hi}], got {type(value).__name__} "
+                                 f"{_describe(value)}; diffusers uses 1000")
+        return int(value)
+
+    def number(self, key, default, lo=0.0, hi=math.inf) -> float:
+        value = self.get(key, default)
+        ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+        if not ok or not (lo < float(value) < hi):
+            raise DiffsolveError(f"config[{key!r}] must be a real number in ({lo:g}, {hi:g}), got "
+                                 f"{type(value).__name__} {_describe(value)}; fix the config")
+        return float(value)
+
+    def ignored(self) -> tuple[str, ...]:
+        return tuple(sorted(k for k in self.items if k not in self.used and not str(k).startswith("_")))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _cosine_betas(n: int) -> list:
+    """diffusers' ``betas_for_alpha_bar(n)`` (cosine, max_beta 0.999) in Python floats."""
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)]
+
+
+def _linspace32(start: float, end: float, n: int) -> np.ndarray:
+    """``torch.linspace(start, end, n, dtype=torch.float32)`` on CPU in NumPy: a float32 step, the lower half
+    start + step i and the upper half end - step (n - 1 - i), each a fused multiply-add rounded once to float32."""
+    a, b = np.float32(start), np.float32(end)
+    step = np.float64((b - a) / np.float32(n - 1))
+    i = np.arange(n, dtype=np.float64)
+    lower = i < n // 2
+    base = np.where(lower, np.float64(a), np.float64(b))
+    prod = np.where(lower, step * i, -step * (n - 1 - i))  # exact: 24-bit step times an integer below 2**24
+    return _round32(base, prod)
+
+
+def _round32(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x + y rounded once to float32 (x, y float64, y exact): the float64 sum with its TwoSum error decides the
+    ties that a float64 -> float32 double rounding would get wrong."""
+    s = x + y
+    bb = s - x
+    err = (x - (s - bb)) + (y - bb)
+    out = s.astype(np.float32)
+    lo = np.where(out.astype(np.float64) > s, np.nextafter(out, np.float32(-np.inf)), out)
+    hi = np.nextafter(lo, np.float32(np.inf))
+    tie = (s - lo.astype(np.float64)) == (hi.astype(np.float64) - s)
+    return np.where(tie & (err > 0), hi, np.where(tie & (err < 0), lo, out)).astype(np.float32)
+
+
+def diffusers_alphas_cumprod(n: int, beta_schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
+                             trained_betas=None, rescale_betas_zero_snr: bool = False,
+                             backend: str | None = None) -> np.ndarray:
+    """diffusers' float32 ``alphas_cumprod`` table, built as its DDPM-family schedulers build it.
+
+    ``backend``: ``"torch"`` (diffusers' own operations), ``"numpy"`` (the same float32 operations in NumPy, bit
+    for bit) or None (torch when installed).  A zero terminal SNR table ends with 0.
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_BETAS:
+        raise DiffsolveError(f"n must be an integer number of timesteps in [2, {MAX_BETAS}], got {_describe(n)}")
+    if trained_betas is None and beta_schedule not in _BETA_SCHEDULES:
+        raise DiffsolveError(f"beta_schedule must be one of {', '.join(_BETA_SCHEDULES)} (or pass trained_betas), "
+                             f"got {_describe(beta_schedule)}")
+    n = int(n)
+    if backend is None:
+        backend = "torch" if _torch() is not None else "numpy"
+    if backend not in ("torch", "numpy"):
+        raise DiffsolveError(f"backend must be 'torch', 'numpy' or None, got {_plain(backend)}")
+    if backend == "torch":
+        torch = _torch()
+        if torch is None:
+            raise DiffsolveError("backend='torch' needs PyTorch, which is not installed; pass backend='numpy'")
+        if trained_betas is not None:
+            betas = torch.tensor(np.asarray(trained_betas, dtype=np.float64), dtype=torch.float32)
+        elif beta_schedule == "linear":
+            betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
+        elif beta_schedule == "scaled_linear":
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float32) ** 2
+        else:
+            betas = torch.tensor(_cosine_betas(n), dtype=torch.float32)
+        if rescale_betas_zero_snr:
+            root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+            root0, root_t = root[0].clone(), root[-1].clone()
+            root -= root_t
+            root *= root0 / (root0 - root_t)
+            bar = root**2
+            betas = 1 - torch.cat([bar[0:1], bar[1:] / bar[:-1]])
+        return torch.cumprod(1.0 - betas, dim=0).numpy()
+    one = np.float32(1.0)
+    if trained_betas is not None:
+        betas = np.asarray(trained_betas, dtype=np.float64).astype(np.float32)
+    elif beta_schedule == "linear":
+        betas = _linspace32(beta_start, beta_end, n)
+    elif beta_schedule == "scaled_linear":
+        root = _linspace32(beta_start**0.5, beta_end**0.5, n)
+        betas = root * root
+    else:
+        betas = np.asarray(_cosine_betas(n), dtype=np.float64).astype(np.float32)
+    if rescale_betas_zero_snr:
+        root = np.sqrt(_cumprod32(one - betas))
+        root0, root_t = root[0], root[-1]
+        root = (root - root_t) * (root0 / (root0 - root_t))
+        bar = root * root
+        betas = one - np.concatenate([bar[:1], bar[1:] / bar[:-1]])
+    return _cumprod32(one - betas)
+
+
+def _cumprod32(x: np.ndarray) -> np.ndarray:
+    """torch.cumprod of a float32 CPU tensor: accumulated in float64, each output rounded to float32."""
+    return np.cumprod(x.astype(np.float64)).astype(np.float32)
+
+
+def from_diffusers(config, *, terminal_alpha_cumprod: float | None = None, backend: str | None = None) -> Schedule:
+    """The schedule of a diffusers scheduler config (``pipe.scheduler.config``, a dict, or the scheduler itself).
+
+    DDPM-family configs (``beta_schedule`` linear / scaled_linear / squaredcos_cap_v2 or ``trained_betas``,
+    ``beta_start``, ``beta_end``, ``num_train_timesteps``, ``rescale_betas_zero_snr``) give a
+    :class:`DiscreteSchedule` on diffusers' float32 ``alphas_cumprod`` with timestep k = N t - 1.  A zero terminal
+    SNR table (alpha-bar_N = 0) is refused unless ``terminal_alpha_cumprod`` replaces its last entry (schedulers that
+    do so themselves, Euler / DPM-Solver / UniPC, get their 2**-24).  Flow-matching configs (``shift``) give the
+    flow schedule with sigma(t) = shift t/(1 + (shift - 1) t), alpha = 1 - sigma and timestep N sigma(t).  Keys that
+    shape the sampling grid, the model output or the solver are ignored and listed in ``config_ignored``
+    (docs/interop/schedules.md).  ``backend``: see :func:`diffusers_alphas_cumprod`.
+    """
+    cfg = _Config(config)
+    name = cfg.class_name or ""
+    if name in _REFUSED_CLASSES:
+        raise DiffsolveError(f"config is a {name} config, {_REFUSED_CLASSES[name]}")
+    beta_keys = {"beta_schedule", "beta_start", "beta_end", "trained_betas"} & set(cfg.items)
+    if name.startswith("FlowMatch") or (not beta_keys and {"shift", "use_dynamic_shifting"} & set(cfg.items)):
+        sched = _flow_from(cfg, "shift")
+    elif cfg.flag("use_flow_sigmas"):
+        sched = _flow_from(cfg, "flow_shift")
+    else:
+        sched = _discrete_from(cfg, terminal_alpha_cumprod, backend)
+    sched.config_ignored = cfg.ignored()
+    return sched
+
+
+def _flow_from(cfg: _Config, shift_key: str) -> Schedule:
+    n = cfg.integer("num_train_timesteps", 1000, 2, MAX_BETAS)
+    shift = cfg.number(shift_key, 1.0)
+    if cfg.flag("use_dynamic_shifting"):
+        raise DiffsolveError(
+            "config['use_dynamic_shifting'] = True: the shift then depends on the image size (mu, chosen at "
+            "set_timesteps), which a schedule cannot know; compute mu for your resolution and pass a config with "
+            f"use_dynamic_shifting=False and {shift_key}=exp(mu) (time_shift_type='exponential') or {shift_key}=mu "
+            "('linear')"
+        )
+    if cfg.flag("invert_sigmas"):
+        raise DiffsolveError("config['invert_sigmas'] = True (sigma decreasing with the timestep) is not supported; "
+                             "pass a config with invert_sigmas=False")
+    if shift == 1.0:
+        sched = Flow(t_min=1.0 / n, t_max=0.999)
+    else:
+        sched = ExprSchedule.from_expr(alpha="(1 - t)/(1 + (s - 1)*t)", sigma="s*t/(1 + (s - 1)*t)",
+                                       constants={"s": shift}, t_min=1.0 / n, t_max=0.999, domain=(0.0, 1.0),
+                                       name=f"flow(shift={shift:g})")
+        sched.params = {**sched.params, "shift": shift}
+    sched.timestep_map = TimestepMap("sigma", n, shift=shift)
+    return sched
+
+
+def _discrete_from(cfg: _Config, terminal, backend) -> DiscreteSchedule:
+    n = cfg.integer("num_train_timesteps", 1000, 2, MAX_BETAS)
+    trained = cfg.get("trained_betas")
+    schedule = cfg.get("beta_schedule", "linear")
+    if not isinstance(schedule, str):
+        raise DiffsolveError(f"config['beta_schedule'] must be a string, got {_describe(schedule)}; expected one of "
+                             f"{', '.join(_BETA_SCHEDULES)}")
+    if trained is not None:
+        if type(trained).__module__.startswith("torch"):
+            trained = trained.detach().cpu().double().numpy()
+        try:
+            arr = np.asarray(trained, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DiffsolveError(f"config['trained_betas'] must be a 1-D list of numbers, got "
+                                 f"{type(trained).__name__} {_describe(trained)}") from None
+        if arr.ndim != 1 or arr.size != n or not np.all(np.isfinite(arr)) or np.any(arr <= 0) or np.any(arr >= 1):
+            bad = np.flatnonzero(~np.isfinite(arr.ravel()) | (arr.ravel() <= 0) | (arr.ravel() >= 1))
+            detail = f"; trained_betas[{bad[0]}] = {_plain(arr.ravel()[bad[0]])}" if bad.size else ""
+            raise DiffsolveError(
+                f"config['trained_betas'] must be {n} betas (num_train_timesteps) in (0, 1), got shape {arr.shape}, "
+                f"dtype {arr.dtype}{detail}; fix the config"
+            )
+        trained = arr
+    elif schedule not in _BETA_SCHEDULES:
+        extra = " (it needs config['trained_betas'])" if schedule == "trained_betas" else ""
+        raise DiffsolveError(
+            f"config['beta_schedule'] = {_plain(schedule)} is not supported{extra}; expected one of "
+            f"{', '.join(_BETA_SCHEDULES)} or trained_betas=[...]; build other tables with Schedule.discrete(betas=...)"
+        )
+    beta_start, beta_end = cfg.number("beta_start", 1e-4, 0, 1), cfg.number("beta_end", 0.02, 0, 1)
+    rescale = cfg.flag("rescale_betas_zero_snr")
+    table = diffusers_alphas_cumprod(n, schedule, beta_start, beta_end, trained, rescale, backend).astype(np.float64)
+    if table[-1] == 0:
+        floor = terminal is None and cfg.class_name in _ZERO_SNR_FLOOR_CLASSES
+        if floor:
+            terminal = 2.0**-24
+        if terminal is None:
+            raise DiffsolveError(
+                f"config['rescale_betas_zero_snr'] = True makes alphas_cumprod[{n - 1}] = 0 (zero terminal SNR: "
+                "alpha = 0, sigma = 1, lam = -inf at the last timestep), which a discrete schedule (log alpha "
+                "piecewise linear) cannot hold; pass terminal_alpha_cumprod=2**-24 (what diffusers' Euler, DPM-Solver "
+                "and UniPC schedulers substitute)"
+            )
+        t_val = _positive(terminal, "terminal_alpha_cumprod")
+        if not t_val < table[-2]:
+            why = f"{cfg.class_name} replaces alphas_cumprod[{n - 1}] = 0 by 2**-24, but" if floor else \
+                f"terminal_alpha_cumprod = {_plain(terminal)}:"
+            raise DiffsolveError(
+                f"{why} alphas_cumprod[{n - 2}] = {table[-2]:.6g} is smaller, so lam would not decrease at the last "
+                f"timestep; pass terminal_alpha_cumprod below it, e.g. {float(np.float32(table[-2] / 16)):.6g}"
+            )
+        table[-1] = float(np.float32(t_val))
+    sched = DiscreteSchedule(alphas_cumprod=table, name="discrete")
+    sched.params = {"N": n}
+    if cfg.get("timestep_type", "discrete") == "continuous" and cfg.get("prediction_type") == "v_prediction":
+        sched.timestep_map = TimestepMap("log-sigma", n)
+    return sched
+
+
+def _discrete_factory(**params) -> DiscreteSchedule:
+    """``get_schedule("discrete", ...)``: linear betas (n, beta_start, beta_end) or betas= / alphas_cumprod=."""
+    tables = {k for k in ("betas", "alphas_cumprod") if k in params}
+    if not tables:
+        return DiscreteSchedule.linear(**params)
+    others = sorted(set(params) - tables - {"name"})
+    if others:
+        raise DiffsolveError(
+            f"get_schedule('discrete') got {' and '.join(sorted(tables))} together with {', '.join(others)}; "
+            "n, beta_start and beta_end describe linear betas: pass either them or a table"
+        )
+    return DiscreteSchedule(params.get("betas"), params.get("name", "discrete"),
+                            alphas_cumprod=params.get("alphas_cumprod"))
+
+
 _CATALOG: dict[str, type[Schedule]] = {
     "vp-linear": VPLinear,
     "vp-cosine": VPCosine,
@@ -728,11 +1156,12 @@ _CATALOG: dict[str, type[Schedule]] = {
     "edm": EDM,
     "flow": Flow,
     "ou": OU,
-    "discrete": DiscreteSchedule.linear,
+    "discrete": _discrete_factory,
 }
 
 Schedule.from_expr = staticmethod(ExprSchedule.from_expr)  # type: ignore[attr-defined]
 Schedule.discrete = staticmethod(DiscreteSchedule)  # type: ignore[attr-defined]
+Schedule.from_diffusers = staticmethod(from_diffusers)  # type: ignore[attr-defined]
 
 
 def list_schedules() -> list[str]:
@@ -757,4 +1186,5 @@ def get_schedule(name: str, **params) -> Schedule:
     try:
         return factory(**params)
     except TypeError as exc:
-        raise DiffsolveError(f"bad parameters {_plain(params, 200)} for schedule {name!r}: {exc}") from None
+        shown = "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in params.items()) + "}"
+        raise DiffsolveError(f"bad parameters {shown[:300]} for schedule {name!r}: {exc}") from None

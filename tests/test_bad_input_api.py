@@ -296,3 +296,13 @@ def test_cli_out_checked_before_sampling_and_reported_as_written(tmp_path, capsy
 
     report = json.loads(out)
     assert report["out"].endswith("outdir.npy") and (tmp_path / "outdir.npy").is_file()  # what was written
+
+
+def test_step_to_sigma_zero_refused_cleanly():
+    """A solver that cannot take a step to sigma = 0 says so (no NaN coefficients, no RuntimeWarning)."""
+    import warnings
+
+    grid = np.append(ds.time_grid(VP, 5)[:-1], 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _expect_error(lambda: ds.get_solver("euler-maruyama").program(VP, grid), "step 4", "sigma = 0")

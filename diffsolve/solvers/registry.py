@@ -280,8 +280,9 @@ class Solver(Sampler):
         for level in np.unique(available):
             rows = np.flatnonzero(available == level)
             sub = StepTable.empty(rows.size, self.stages, int(level), self.noises)
-            self.fills[level].py(v.h[rows], np.ascontiguousarray(v.r[rows, :level]), v.log_alpha[rows],
-                                 v.log_sigma[rows], params, sub.A, sub.B, sub.E, sub.C)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaNs are reported below
+                self.fills[level].py(v.h[rows], np.ascontiguousarray(v.r[rows, :level]), v.log_alpha[rows],
+                                     v.log_sigma[rows], params, sub.A, sub.B, sub.E, sub.C)
             table.A[rows], table.B[rows], table.C[rows] = sub.A, sub.B, sub.C
             table.E[rows, :, :level] = sub.E
         for name in ("A", "B", "E", "C"):
@@ -289,8 +290,9 @@ class Solver(Sampler):
             if np.isnan(arr).any():
                 row = int(np.argwhere(np.isnan(arr))[0][0]) + start
                 raise DiffsolveError(
-                    f"solver {self.name!r} produced NaN coefficients at step {row} (t = {grid[row]!r} -> "
-                    f"{grid[row + 1]!r}); the grid may contain a step the solver cannot take"
+                    f"solver {self.name!r} produced NaN coefficients at step {row} (t = {float(grid[row])!r} -> "
+                    f"{float(grid[row + 1])!r}); the grid may contain a step the solver cannot take (a step to "
+                    "sigma = 0 needs a data-prediction solver without stages: end the grid at a small positive sigma)"
                 )
         return table
 
