@@ -312,7 +312,7 @@ def _plain(value):
 
 
 STABILITY_FACTOR = 4.0  # output / data variance on Gaussian data above which a run is warned about ...
-DIVERGENCE_FACTOR = 1e4  # ... and above which it is refused (the output's spread 100 times the data's)
+DIVERGENCE_FACTOR = 1e4  # ... and above which it diverges (spread 100x the data's): refused for eta > 1
 PROBE_VARIANCES = np.array([1.0, 0.3, 0.1, 0.03, 0.01, 1e-3])  # the data variances it is checked on
 
 _REGISTRY: dict[str, Sampler | Callable[[], Sampler]] = {}

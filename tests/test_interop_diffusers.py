@@ -1,0 +1,162 @@
+"""DiffsolveScheduler (diffsolve.interop.diffusers): a diffusers scheduler backed by diffsolve.
+
+Inside a real DDPMPipeline with a tiny random UNet2DModel (nothing downloaded), step by step against diffusers'
+DPMSolverMultistepScheduler and DDIMScheduler on the same grids (float32: 1e-5 relative), save/load, bad input.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+import diffsolve as ds  # noqa: E402
+from diffsolve.errors import DiffsolveError  # noqa: E402
+from diffsolve.interop.diffusers import DiffsolveScheduler  # noqa: E402
+
+pytestmark = pytest.mark.peer
+
+BETAS = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+
+
+def _unet():
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return _unet()
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("steps", [10, 25])
+@pytest.mark.parametrize("solver", ["dpmpp-2m", "dpmpp-3m", "dpm-solver-3", "seeds-2", "accel-ddim", "ddpm"])
+def test_runs_in_ddpm_pipeline(unet, solver, steps, half):
+    if half:
+        unet = _unet().half()
+    sched = DiffsolveScheduler.from_config(diffusers.DDPMScheduler(**BETAS).config, solver=solver)
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=sched)
+    pipe.set_progress_bar_config(disable=True)
+    calls = []
+    unet_forward = unet.forward
+    unet.forward = lambda x, t, **kw: (calls.append(float(t)), unet_forward(x, t, **kw))[1]
+    try:
+        out = pipe(batch_size=2, num_inference_steps=steps, generator=torch.Generator().manual_seed(1),
+                   output_type="np")
+    finally:
+        del unet.forward
+    img = out.images
+    assert img.shape == (2, 8, 8, 3) and np.isfinite(img).all()
+    assert len(calls) == len(sched.timesteps) == steps * sched.order
+    assert sched.order == ds.get_solver(solver).nfe_per_step
+    np.testing.assert_allclose(calls, sched.timesteps.numpy(), rtol=0, atol=1e-3)
+
+
+def test_stochastic_seed_from_generator(unet):
+    """ddpm draws diffsolve's keyed noise with seed = generator.initial_seed(): same seed, same image."""
+    def run(seed):
+        sched = DiffsolveScheduler(solver="ddpm", **BETAS)
+        pipe = diffusers.DDPMPipeline(unet=unet, scheduler=sched)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe(num_inference_steps=5, generator=torch.Generator().manual_seed(seed), output_type="np").images
+
+    a, b, c = run(7), run(7), run(8)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+
+
+def _model(unet):
+    """eps(x, t): the tiny UNet (a fixed function of (x, t))."""
+    def f(x, t):
+        with torch.no_grad():
+            return unet(x, t).sample
+    return f
+
+
+def _compare(ours, theirs, model, steps, x_init):
+    """Run both schedulers on their own states with the same model; the relative error after each step."""
+    theirs.set_timesteps(steps)
+    ours.set_timesteps(timesteps=theirs.timesteps)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    xa, xb, errs = x_init.clone(), x_init.clone(), []
+    for t in theirs.timesteps:
+        xa = ours.step(model(xa, t), t, xa).prev_sample
+        xb = theirs.step(model(xb, t), t, xb).prev_sample
+        errs.append(float((xa - xb).abs().max() / xb.abs().max()))
+    return np.array(errs)
+
+
+def test_dpmpp_2m_matches_dpm_solver_multistep(unet):
+    theirs = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=2, algorithm_type="dpmsolver++",
+                                                   lower_order_final=False, final_sigmas_type="sigma_min")
+    ours = DiffsolveScheduler(solver="dpmpp-2m", variant="published", **BETAS)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    errs = _compare(ours, theirs, _model(unet), 10, x)
+    assert errs.max() < 1e-5, errs
+
+
+def test_ddim_matches_ddim_scheduler(unet):
+    theirs = diffusers.DDIMScheduler(**BETAS, timestep_spacing="trailing", set_alpha_to_one=False, clip_sample=False)
+    ours = DiffsolveScheduler(solver="ddim", **BETAS)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    errs = _compare(ours, theirs, _model(unet), 10, x)
+    assert errs.max() < 1e-5, errs
+
+
+@pytest.mark.parametrize("grid,peer", [("linspace", "DPMSolverMultistepScheduler"), ("trailing", "DDIMScheduler")])
+def test_diffusers_spacings(grid, peer):
+    """grid="linspace" / "trailing" give diffusers' timesteps (DDIM's linspace also calls the model at timestep 0,
+    where our grid ends, so linspace is checked against DPM-Solver's)."""
+    sched = DiffsolveScheduler(solver="ddim", grid=grid, **BETAS)
+    sched.set_timesteps(10)
+    ref = getattr(diffusers, peer)(**BETAS, timestep_spacing=grid)
+    ref.set_timesteps(10)
+    assert torch.equal(sched.timesteps, ref.timesteps)
+
+
+def test_add_noise_matches_ddpm():
+    ours, theirs = DiffsolveScheduler(**BETAS), diffusers.DDPMScheduler(**BETAS)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 1, 4, 4, generator=g), torch.randn(3, 1, 4, 4, generator=g)
+    ts = torch.tensor([0, 500, 999])
+    torch.testing.assert_close(ours.add_noise(x0, noise, ts), theirs.add_noise(x0, noise, ts), rtol=1e-6, atol=1e-6)
+    assert ours.scale_model_input(x0, ts[0]) is x0 and ours.init_noise_sigma == 1.0
+
+
+def test_save_load_round_trip(tmp_path):
+    sched = DiffsolveScheduler(solver="dpm-solver-3", grid="karras", seed=5, prediction_type="v_prediction",
+                               solver_params={"c1": 0.4, "c2": 0.7},
+                               beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    sched.save_pretrained(tmp_path)
+    back = DiffsolveScheduler.from_pretrained(tmp_path)
+    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    assert public(back.config) == public(sched.config) and back.config.solver == "dpm-solver-3"
+    sched.set_timesteps(6)
+    back.set_timesteps(6)
+    assert torch.equal(sched.timesteps, back.timesteps) and back.order == 3
+
+
+def test_bad_input():
+    with pytest.raises(DiffsolveError):
+        DiffsolveScheduler(solver="no-such-solver")
+    with pytest.raises(DiffsolveError):
+        DiffsolveScheduler(prediction_type="flow")
+    with pytest.raises(DiffsolveError):
+        DiffsolveScheduler(solver="mala")
+    with pytest.raises(DiffsolveError, match="bogus"):
+        DiffsolveScheduler(solver="ddim", solver_params={"bogus": 1})
+    sched = DiffsolveScheduler(solver="dpmpp-2m", **BETAS)
+    x = torch.randn(1, 1, 4, 4)
+    with pytest.raises(DiffsolveError):
+        sched.step(x, 999, x)  # before set_timesteps
+    sched.set_timesteps(4)
+    with pytest.raises(DiffsolveError, match="timestep"):
+        sched.step(x, int(sched.timesteps[1]), x)
+    out = sched.step(x, sched.timesteps[0], x).prev_sample
+    with pytest.raises(DiffsolveError, match="prev_sample"):
+        sched.step(x, sched.timesteps[1], out + 1)
+    with pytest.raises(DiffsolveError):
+        sched.set_timesteps(timesteps=[500, 0])
