@@ -106,6 +106,29 @@ def test_ddim_matches_ddim_scheduler(unet):
     assert errs.max() < 1e-5, errs
 
 
+def test_ddpm_matches_ddpm_scheduler_with_the_same_noise(unet, monkeypatch):
+    """ddpm (the eta = 1 reverse SDE, first order) is DDPM's ancestral step with the posterior variance: with
+    diffusers' noise replaced by diffsolve's keyed normals of each step, the two agree step by step.  The last step
+    differs by construction (diffusers steps to alpha = 1; diffsolve's discrete schedule ends at timestep 0)."""
+    from diffusers.schedulers import scheduling_ddpm
+
+    from diffsolve.noise import standard_normal
+
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    step = [0]
+
+    def keyed(shape, generator=None, device=None, dtype=None):  # diffsolve's draw of the current step
+        step[0] += 1
+        z = standard_normal(5, np.arange(shape[0]), step[0], 0, int(np.prod(shape[1:])))
+        return torch.from_numpy(z.reshape(shape)).to(dtype)
+
+    monkeypatch.setattr(scheduling_ddpm, "randn_tensor", keyed)
+    theirs = diffusers.DDPMScheduler(**BETAS, timestep_spacing="trailing", clip_sample=False)
+    ours = DiffsolveScheduler(solver="ddpm", seed=5, **BETAS)
+    errs = _compare(ours, theirs, _model(unet), 10, x)
+    assert errs[:-1].max() < 1e-5, errs
+
+
 @pytest.mark.parametrize("grid,peer", [("linspace", "DPMSolverMultistepScheduler"), ("trailing", "DDIMScheduler")])
 def test_diffusers_spacings(grid, peer):
     """grid="linspace" / "trailing" give diffusers' timesteps (DDIM's linspace also calls the model at timestep 0,
