@@ -33,7 +33,8 @@ def _prior(schedule, run, n, dim, dtype):
     except MemoryError:
         need = n * dim * 8 / 2**30
         raise DiffsolveError(f"n = {n} samples of dimension {dim} need {need:.3g} GiB for the state alone, more than "
-                             "this machine can allocate; sample in batches (sample_offset keeps them one stream)") from None
+                             "this machine can allocate; sample in batches (sample_offset keeps them one "
+                             "stream)") from None
 
 
 def _working_dtype(dtype):
@@ -43,7 +44,8 @@ def _working_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise DiffsolveTypeError(f"dtype must be np.float32, np.float64 or None (keep x_init's), got {dtype!r}") from None
+        raise DiffsolveTypeError(f"dtype must be np.float32, np.float64 or None (keep x_init's), got "
+                                 f"{dtype!r}") from None
     if dt not in (np.float32, np.float64):
         raise DiffsolveError(f"dtype must be float32 or float64 (the working precision; half-precision models are "
                              f"fine, their outputs are computed in float32), got {dt}; pass dtype=np.float32")
