@@ -183,3 +183,20 @@ def test_bad_input():
         sched.step(x, sched.timesteps[1], out + 1)
     with pytest.raises(DiffsolveError):
         sched.set_timesteps(timesteps=[500, 0])
+
+
+def test_set_timesteps_from_sigmas():
+    """sigmas (sigma_t / alpha_t, noisiest first) become the grid's nodes; a final 0 or a level outside the schedule
+    is refused."""
+    ours = DiffsolveScheduler(solver="dpmpp-2m", **BETAS)
+    ref = diffusers.DDPMScheduler(**BETAS)
+    abar = ref.alphas_cumprod.double().numpy()
+    levels = np.sqrt((1 - abar) / abar)[[999, 700, 400, 100, 0]]
+    ours.set_timesteps(sigmas=levels)
+    assert ours.num_inference_steps == 4
+    np.testing.assert_allclose(ours.timesteps.numpy(), [999, 700, 400, 100], atol=1e-3)
+    for bad in ([levels[0], 0.0], [1e9, 1.0], [1.0]):
+        with pytest.raises(DiffsolveError, match="sigmas"):
+            ours.set_timesteps(sigmas=bad)
+    with pytest.raises(DiffsolveError, match="exactly one"):
+        ours.set_timesteps(10, sigmas=levels)

@@ -110,13 +110,30 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             return time_grid(s, steps, spacing)
         return self._grid(None, ks)
 
-    def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps=None):
-        """Build the grid (``num_inference_steps`` steps, or the grid nodes ``timesteps``: model-call timesteps of
-        each step's first stage, noisiest first; the grid then ends at timestep 0) and list one timestep per model
-        call in ``timesteps``.  Resets the run."""
-        if (num_inference_steps is None) == (timesteps is None):
-            raise DiffsolveError("pass exactly one of num_inference_steps and timesteps")
-        grid = self._grid(num_inference_steps, timesteps)
+    def _sigma_grid(self, sigmas):
+        """The grid through the noise levels ``sigmas`` (diffusers' sigma = sigma_t / alpha_t, noisiest first); a
+        final 0 (a step to the clean state) is not a node this schedule has and is refused."""
+        sig = np.asarray(sigmas.cpu() if isinstance(sigmas, torch.Tensor) else sigmas, dtype=np.float64)
+        if sig.ndim != 1 or sig.size < 2 or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+            raise DiffsolveError(f"sigmas must be a 1-D sequence of at least 2 positive finite noise levels, got "
+                                 f"shape {sig.shape} with values in [{sig.min():g}, {sig.max():g}]; leave out a final "
+                                 "0 (the grid ends at timestep 0)" if sig.size else "sigmas must not be empty")
+        lo, hi = (float(v) for v in self.schedule.lam(np.asarray(self.schedule.domain[::-1], dtype=np.float64)))
+        lam = -np.log(sig)
+        if lam.min() < lo - 1e-9 or lam.max() > hi + 1e-9:
+            raise DiffsolveError(f"sigmas must lie in [{np.exp(-hi):.4g}, {np.exp(-lo):.4g}] (this schedule's "
+                                 f"timesteps {self.config.num_train_timesteps - 1} .. 0), got "
+                                 f"[{sig.min():.4g}, {sig.max():.4g}]")
+        return time_grid(self.schedule, sig.size - 1, self.schedule.t_of_lam(np.clip(lam, lo, hi)))
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps=None, sigmas=None):
+        """Build the grid (``num_inference_steps`` steps; or the grid nodes ``timesteps``: model-call timesteps of
+        each step's first stage, noisiest first, the grid then ending at timestep 0; or the nodes ``sigmas``:
+        noise levels sigma_t / alpha_t, noisiest first, the last one the grid's end) and list one timestep per
+        model call in ``timesteps``.  Resets the run."""
+        if sum(v is not None for v in (num_inference_steps, timesteps, sigmas)) != 1:
+            raise DiffsolveError("pass exactly one of num_inference_steps, timesteps and sigmas")
+        grid = self._sigma_grid(sigmas) if sigmas is not None else self._grid(num_inference_steps, timesteps)
         run = self._run(grid)
         taus = np.concatenate([seg.table.tau.ravel() for seg in run.program.segments])
         ks = np.asarray(self.schedule.timestep_of(taus), dtype=np.float64)
