@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from .errors import DiffsolveError
-from .schedules import Schedule, _plain
+from .errors import plain as _plain
+from .schedules import Schedule
 
 __all__ = ["time_grid", "validate_grid", "SPACINGS", "MAX_STEPS", "LAM_FLOOR", "RHO_RANGE"]
 

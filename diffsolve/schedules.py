@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DiffsolveError, DiffsolveTypeError
+from .errors import plain as _plain
 
 __all__ = [
     "Schedule",
@@ -34,22 +35,6 @@ __all__ = [
     "get_schedule",
     "list_schedules",
 ]
-
-
-def _plain(value, limit: int = 80) -> str:
-    """``value`` as plain Python text for a message (0.5, [1.0, 2.0], 'abc'; never a NumPy repr)."""
-    if isinstance(value, np.ndarray):
-        text = repr(value.tolist()) if value.size <= 8 else f"an array of shape {value.shape}"
-    elif isinstance(value, np.generic):
-        text = repr(value.item())
-    elif isinstance(value, dict) and len(value) <= 8:
-        text = "{" + ", ".join(f"{k!r}: {_plain(v, limit)}" for k, v in value.items()) + "}"
-    elif isinstance(value, (tuple, list)) and len(value) <= 8:
-        inner = ", ".join(_plain(v, limit) for v in value)
-        text = f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{inner}]"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(value) -> str:

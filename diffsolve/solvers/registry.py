@@ -15,6 +15,7 @@ import numpy as np
 
 from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError, DiffsolveWarning
+from ..errors import plain as _plain
 from ..program import Program, Segment
 from ..tableau import StepTable, StepVariables
 
@@ -304,11 +305,6 @@ class Solver(Sampler):
 # element True makes the lower end open.  eta >= 0 (0: the probability-flow ODE; large eta is checked against the
 # grid, see Solver.check_stability); stage fractions c in (0, 1] (the stage node lam_n + c h within the step).
 PARAM_BOUNDS = {"eta": (0.0, np.inf), "c1": (0.0, 1.0, True), "c2": (0.0, 1.0, True)}
-
-
-def _plain(value):
-    """A parameter value for a message (NumPy scalars as plain Python numbers)."""
-    return repr(value.item()) if isinstance(value, np.generic) else repr(value)
 
 
 STABILITY_FACTOR = 4.0  # output / data variance on Gaussian data above which a run is warned about ...
