@@ -503,15 +503,11 @@ def test_concurrent_derivations_derive_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_eight_concurrent_derivations_cost_one(tmp_path):
-    """Acceptance: eight concurrent derivations of a new order (dpmpp-6m-sde: the 4m-, 5m- and 6m-sde tableaux,
-    ~5 s) into one empty cache derive each tableau once, all succeed with the same module, and take at most 1.5x
-    the wall time of a single derivation.  Timed from the moment the started processes are released (interpreter
-    start-up, ~0.7 s of CPU each, is not derivation work; the whole-process figures are printed too)."""
-    single, single_whole, _, built_single = _derive_processes(tmp_path, "single", 1, "dpmpp-multistep", 6, True)
-    wall, whole, outs, built = _derive_processes(tmp_path, "eight", 8, "dpmpp-multistep", 6, True)
-    print(f"\nsingle derivation {single:.2f} s; 8 concurrent {wall:.2f} s ({wall / single:.2f}x); whole processes "
-          f"{single_whole:.2f} s vs {whole:.2f} s")
+def test_eight_concurrent_derivations_derive_once(tmp_path):
+    """Eight concurrent derivations of a new order (dpmpp-6m-sde: the 4m-, 5m- and 6m-sde tableaux) into one empty
+    cache derive each tableau once and all succeed with the same module (their wall time against a single
+    derivation is a benchmark: benchmarks/test_cache_concurrency.py)."""
+    _, _, _, built_single = _derive_processes(tmp_path, "single", 1, "dpmpp-multistep", 6, True)
+    _, _, outs, built = _derive_processes(tmp_path, "eight", 8, "dpmpp-multistep", 6, True)
     assert sorted(built) == sorted(set(built)) == sorted(built_single)  # each tableau derived once
     assert len({o["module"] for o in outs}) == 1
-    assert wall <= 1.5 * single, (single, wall)
