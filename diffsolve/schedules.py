@@ -564,12 +564,13 @@ MAX_BETAS = 1_000_000  # betas of a discrete schedule (docs/limits.md)
 
 
 class DiscreteSchedule(Schedule):
-    """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t, extended linearly
-    (docs/algorithms/exponential_integrators.md §5.4).
+    """DDPM betas beta_1..beta_N at t_n = n/N; log alpha piecewise linear in t through these nodes and the clean
+    node (t_0 = 0, alpha = 1, sigma = 0) (docs/algorithms/exponential_integrators.md §5.4).
 
     Give exactly one of ``betas`` (beta_1..beta_N) or ``alphas_cumprod`` (alpha-bar_1..alpha-bar_N = alpha(t_n)^2,
     diffusers' ``scheduler.alphas_cumprod``).  diffusers' integer timestep k = 0..N-1 is t = (k + 1)/N
-    (:meth:`timestep_of`, :meth:`time_of_timestep`).
+    (:meth:`timestep_of`, :meth:`time_of_timestep`).  The domain is [0, 1]: grids end at ``t_min`` = 1/N
+    (timestep 0) by default, or at t = 0 (the clean state, diffusers' alpha-bar = 1 / sigma = 0 end) when asked.
     """
 
     def __init__(self, betas=None, name: str = "discrete", *, alphas_cumprod=None):
@@ -633,9 +634,11 @@ class DiscreteSchedule(Schedule):
                 f"small to change it in float64 (log alpha = {self.log_alpha_nodes[k]:.6g} there, resolution "
                 f"{float(np.spacing(abs(self.log_alpha_nodes[k]))):.2g}); use larger betas"
             )
-        self.domain = (1.0 / n, 1.0)
+        self.domain = (0.0, 1.0)
         self.t_max, self.t_min = 1.0, 1.0 / n
-        self._slopes = np.diff(self.log_alpha_nodes) / np.diff(self.t_nodes)
+        self._knots = np.concatenate([[0.0], self.t_nodes])  # with the clean node (t = 0, log alpha = 0)
+        self._knot_log_alpha = np.concatenate([[0.0], self.log_alpha_nodes])
+        self._slopes = np.diff(self._knot_log_alpha) / np.diff(self._knots)
         self.timestep_map = TimestepMap("index", n)
 
     @classmethod
@@ -654,12 +657,12 @@ class DiscreteSchedule(Schedule):
         return cls(np.linspace(float(beta_start), float(beta_end), max(int(n), 0)), name="discrete")
 
     def _segment(self, t):
-        return np.clip(np.searchsorted(self.t_nodes, t, side="right") - 1, 0, self.t_nodes.size - 2)
+        return np.clip(np.searchsorted(self._knots, t, side="right") - 1, 0, self._knots.size - 2)
 
     def log_alpha(self, t):
         t = self._check_t(t)
         k = self._segment(t)
-        return self.log_alpha_nodes[k] + self._slopes[k] * (t - self.t_nodes[k])
+        return self._knot_log_alpha[k] + self._slopes[k] * (t - self._knots[k])
 
     def log_sigma(self, t):
         with np.errstate(divide="ignore"):
@@ -678,8 +681,8 @@ class DiscreteSchedule(Schedule):
     def t_of_lam(self, lam):
         lam = self._check_lam(lam)
         log_a = -0.5 * np.logaddexp(0.0, -2.0 * lam)
-        k = np.clip(np.searchsorted(-self.log_alpha_nodes, -log_a, side="right") - 1, 0, self.t_nodes.size - 2)
-        t = self.t_nodes[k] + (log_a - self.log_alpha_nodes[k]) / self._slopes[k]
+        k = np.clip(np.searchsorted(-self._knot_log_alpha, -log_a, side="right") - 1, 0, self._knots.size - 2)
+        t = self._knots[k] + (log_a - self._knot_log_alpha[k]) / self._slopes[k]
         return np.clip(t, *self.domain)
 
 
@@ -822,8 +825,8 @@ class TimestepMap:
 
     def time_of_timestep(self, schedule: Schedule, timestep) -> np.ndarray:
         k = _as_times(timestep, "timestep")
-        if self.kind == "log-sigma":
-            lam_lo, lam_hi = schedule.lam_range
+        if self.kind == "log-sigma":  # finite timesteps: lam on [t_min, t_max] (a discrete domain reaches sigma = 0)
+            lam_lo, lam_hi = (float(v) for v in schedule.lam(np.array([schedule.t_max, schedule.t_min])))
             lo, hi = -0.25 * lam_hi, -0.25 * lam_lo
         else:
             lo, hi = (0.0, self.n - 1.0) if self.kind == "index" else (0.0, float(self.n))

@@ -680,11 +680,16 @@ DISCRETE_SCHEDULES = {
 
 @pytest.mark.parametrize("name", list(DISCRETE_SCHEDULES))
 def test_discrete_every_end_point_n_spacing_combination(name):
-    """All 64 combinations of end points x N x spacing give a valid grid pinned to the requested ends."""
+    """All 64 combinations of end points x N x spacing give a valid grid pinned to the requested ends; at the clean
+    end of the domain (t = 0, sigma = 0, lam = +inf) the lam-based spacings refuse with a message naming t_min."""
     s = DISCRETE_SCHEDULES[name]()
+    assert s.domain == (0.0, 1.0) and s.t_min == 1.0 / s.params["N"]
     failures = []
     for which, n, spacing in itertools.product(END_POINTS, STEP_COUNTS, SPACINGS):
         kw = _ends(s, which)
+        if "t_min" in kw and spacing in ("logsnr", "karras"):
+            assert "t_min" in expect_error(lambda: ds.time_grid(s, n, spacing, **kw))
+            kw["t_min"] = s.t_min  # the last table node instead
         try:
             g = ds.time_grid(s, n, spacing, **kw)
             _valid_grid(s, g, n)

@@ -193,10 +193,14 @@ def test_order_condition_of_3s_is_enforced_by_the_registry():
     assert abs(measured.order - 2) <= 0.3, measured.table()
 
 
-def test_noise_prediction_step_to_sigma_zero_is_refused():
+def test_noise_prediction_steps_to_sigma_zero_by_denoising():
+    """A noise-prediction solver cannot take a step to sigma = 0 itself (its coefficients are 0 * inf there): it
+    runs the positive grid, then the denoising step x = alpha(0) D(x, t_{N-1}); data prediction takes its own
+    first-order step, the same map."""
     s = ds.get_schedule("edm")
+    target = from_spec("gaussian:d=2")
     grid = np.concatenate([ds.time_grid(s, 5, "karras"), [0.0]])
-    with pytest.raises(ds.DiffsolveError, match="singular on a step to sigma = 0"):
-        ds.sample("dpm-solver-2m", from_spec("gaussian:d=2"), s, grid, n=3)
-    # data prediction takes the first-order denoise-to-zero step and stays finite
-    assert np.isfinite(ds.sample("dpmpp-3m", from_spec("gaussian:d=2"), s, grid, n=3)).all()
+    out = ds.sample("dpm-solver-2m", target, s, grid, n=3)
+    head = ds.sample("dpm-solver-2m", target, s, grid[:-1], n=3)
+    np.testing.assert_allclose(out, target.predict(head, grid[-2], s, "data"), rtol=1e-12, atol=1e-14)
+    assert np.isfinite(ds.sample("dpmpp-3m", target, s, grid, n=3)).all()

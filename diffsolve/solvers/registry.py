@@ -16,6 +16,7 @@ import numpy as np
 from ..corrections import ClippedMomentum
 from ..errors import DiffsolveError, DiffsolveWarning
 from ..errors import plain as _plain
+from ..predictions import coefficients
 from ..program import Program, Segment
 from ..tableau import StepTable, StepVariables
 
@@ -203,10 +204,27 @@ class Solver(Sampler):
         return StepVariables(h=h, r=r, log_alpha=schedule.log_alpha(nodes_t), log_sigma=schedule.log_sigma(nodes_t),
                              t=nodes_t)
 
+    def takes_final_step(self) -> bool:
+        """Whether the solver's own formula can take a step to sigma = 0 (lam = +inf): a data-prediction solver
+        without intermediate stages whose first-order builder has a finite limit there (probed once;
+        docs/algorithms/exponential_integrators.md §3.8).  For the others (noise prediction: coefficients 0 * inf;
+        stages: they would sit at lam = +inf; Euler-Maruyama: explicit in lam) such a last step is the denoising
+        step :func:`denoise_to_zero`."""
+        return _finite_final_step(self)
+
     def program(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> Program:
         """The program for ``grid`` (steps ``start..N-1``): the coefficient table (warm-up levels from
-        :meth:`levels`) and the solver's corrections, one segment.  A stochastic solver whose stability depends on
-        eta * h is checked first (:meth:`check_stability`)."""
+        :meth:`levels`) and the solver's corrections, one segment, and where the grid ends at sigma = 0 and the
+        solver cannot take that step itself (:meth:`takes_final_step`), a second segment with the denoising step
+        :func:`denoise_to_zero` (one model call).  A stochastic solver whose stability depends on eta * h is
+        checked first (:meth:`check_stability`)."""
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.size - start >= 2 and not self.takes_final_step() and not np.isfinite(schedule.lam(grid[-1])):
+            tail = Segment(denoise_to_zero(schedule, grid[-2], grid[-1], self.prediction))
+            if grid.size - start == 2:
+                return Program((tail,))
+            return Program(self.program(schedule, grid[:-1], start=start, exact_history=exact_history).segments
+                           + (tail,))
         available = self.levels(schedule, grid, start, exact_history)
         v = self.step_variables(schedule, grid, start, available)
         table = self._fill(v, available, schedule, grid, start)
@@ -299,6 +317,39 @@ class Solver(Sampler):
 
     def __repr__(self):
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"
+
+
+_FINAL_PROBES: dict = {}
+
+
+def _finite_final_step(solver: Solver) -> bool:
+    """Whether the first-order builder of ``solver`` gives finite coefficients on a step to sigma = 0 (cached by
+    solver identity and parameters)."""
+    key = (solver.name, solver.variant, tuple(np.asarray(solver.param_array, dtype=np.float64).ravel()))
+    if key not in _FINAL_PROBES:
+        ok = solver.prediction == "data" and solver.stages == 1
+        if ok:
+            sub = StepTable.empty(1, 1, 0, solver.noises)
+            half = 0.5 * np.log(0.5)  # the step's start at alpha^2 = sigma^2 = 1/2, its end at sigma = 0
+            with np.errstate(all="ignore"):
+                solver.fills[0].py(np.array([np.inf]), np.zeros((1, 0)), np.array([[half, 0.0]]),
+                                   np.array([[half, -np.inf]]), solver.param_array, sub.A, sub.B, sub.E, sub.C)
+            ok = all(np.isfinite(getattr(sub, k)).all() for k in "ABEC")
+        _FINAL_PROBES[key] = ok
+    return _FINAL_PROBES[key]
+
+
+def denoise_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTable:
+    """The one-step table from t to t_end at sigma = 0: one model call F at (x, t), then x_end = alpha(t_end) D with
+    D = (F - c_x x)/c_D the data prediction (:mod:`diffsolve.predictions`): the limit of every solver's first-order
+    step as lam_end -> +inf (DDIM's, and the reverse SDE's posterior mean, whose variance vanishes there)."""
+    c_x, c_D = (float(v) for v in coefficients(prediction, schedule, t))
+    a_end = float(schedule.alpha(t_end))
+    table = StepTable.empty(1, 1, 0, 0)
+    table.A[0] = (1.0, -a_end * c_x / c_D)
+    table.B[0, 1, 0] = a_end / c_D
+    table.tau[0, 0] = t
+    return table
 
 
 # admissible ranges of runtime parameters by name, unless a solver declares its own (extra["bounds"]); a third
