@@ -23,6 +23,8 @@ def record():
     unit) prints a throughput (e.g. (n * iterations, "sample-iterations"))."""
 
     def _record(group, name, benchmark, flops, baseline=False, work=None):
+        if benchmark.stats is None:  # --benchmark-disable: the body ran once, untimed
+            return
         RESULTS.setdefault(group, {})[name] = (benchmark.stats.stats.min, flops, baseline)
         if work is not None:
             WORK[(group, name)] = work

@@ -59,6 +59,11 @@ class Job:
     def flops(self):
         return FLOP_PER_EVAL * self.n * STEPS * ds.get_solver(self.solver).nfe_per_step
 
+    def head(self, m: int, dtype=np.float64) -> "Job":
+        """The same job on the first ``m`` samples in ``dtype`` (samples do not depend on their batch): the
+        float64 reference of a float32 run."""
+        return Job(self.target, self.schedule, self.grid, self.x0[:m].astype(dtype), self.solver)
+
 
 def make_job(n: int = 32768, dtype=np.float64, solver: str | None = None, seed: int = 0) -> Job:
     rng = np.random.default_rng(seed)
@@ -73,7 +78,9 @@ def make_job(n: int = 32768, dtype=np.float64, solver: str | None = None, seed: 
 
 # -- diffsolve --------------------------------------------------------------------------------------------------
 def run_diffsolve(job: Job, backend: str):
-    return ds.sample(job.solver, job.target, job.schedule, job.grid, x_init=job.x0, seed=1, backend=backend)
+    """``ds.sample`` on the job in the dtype of ``job.x0`` (float32 on the GPU: ``dtype=None`` keeps it)."""
+    return ds.sample(job.solver, job.target, job.schedule, job.grid, x_init=job.x0, seed=1, backend=backend,
+                     dtype=None)
 
 
 # -- plain vectorised NumPy (what a careful NumPy user writes) ----------------------------------------------------
@@ -133,7 +140,11 @@ def run_plain_numpy(job: Job):
 
 # -- PyTorch (GPU baselines of gpu.md) ------------------------------------------------------------------------------
 def torch_runner(job: Job, device: str = "cuda", compiled: bool = False):
-    """A function running the plain implementation in PyTorch (eager, or torch.compile of the denoiser)."""
+    """A function running the plain implementation in PyTorch (eager, or torch.compile of the denoiser).
+
+    The compiled denoiser takes its per-stage constants as 0-d tensors: with Python floats, ``dynamic=False``
+    compiles one graph per value and falls back to eager after torch._dynamo's recompile limit (8), so most of
+    the 20 steps would not run compiled."""
     import torch
 
     tab, consts = _stage_constants(job)
@@ -151,6 +162,9 @@ def torch_runner(job: Job, device: str = "cuda", compiled: bool = False):
         return cx * x + cd * ((r * (s * s / var)) @ means + x * (r @ (a * var0 / var))[:, None])
 
     den = torch.compile(denoise, dynamic=False) if compiled else denoise
+    if compiled:  # one graph for every stage
+        coef = torch.tensor(consts, device=device, dtype=dtype)
+        consts = [[tuple(coef[n, i, j] for j in range(4)) for i in range(len(row))] for n, row in enumerate(consts)]
     x0 = torch.as_tensor(job.x0, device=device)
     S, M = tab.stages, tab.history
 

@@ -3,7 +3,8 @@ a fixed model output, against one torch axpy (the arithmetic floor) and, when in
 DPMSolverMultistepScheduler.
 
 CPU, 1 thread (Numba and torch), float32 tensors; 50 steps; the time per step is the loop time / 50 (construction
-and ``set_timesteps`` excluded).
+and ``set_timesteps`` excluded).  The cases are importable (``benchmarks/gpu_suite.py`` times them on a GPU): each
+``*_case(x, out, ...)`` returns ``(setup, loop)``, ``loop(setup())`` running every step once.
 """
 
 import numba
@@ -17,8 +18,51 @@ torch = pytest.importorskip("torch")
 SHAPES = [(1, 4), (1, 4, 64, 64), (16, 4, 64, 64)]
 STEPS = 50
 VP = ds.get_schedule("vp-linear")
-GRID = ds.time_grid(VP, STEPS, "time")
 SOLVER = "dpmpp-2m" if any(n == "dpmpp-2m" for n in ds.solvers.solver_names()) else "ddim"
+
+
+def stepper_case(x, out, backend="cpu", steps=STEPS):
+    """diffsolve's Stepper (``SOLVER``, eps prediction) on ``x``, fed ``out`` at every step (torch tensors, or NumPy
+    arrays for the cuda backend on Numba's simulator); construction (coefficient table, buffers) is the setup."""
+    grid = ds.time_grid(VP, steps, "time")
+
+    def setup():
+        return Stepper(SOLVER, VP, grid, x_init=x, prediction="eps", backend=backend)
+
+    def loop(st):
+        while not st.done:
+            st.step(out)
+
+    return setup, loop
+
+
+def axpy_case(x, out, steps=STEPS):
+    """One torch axpy per step (the arithmetic floor of a first-order update)."""
+
+    def loop(_):
+        for _ in range(steps):
+            x.add_(out, alpha=1e-3)
+
+    return (lambda: None), loop
+
+
+def diffusers_case(x, out, steps=STEPS):
+    """diffusers' ``DPMSolverMultistepScheduler(solver_order=2).step``; ``set_timesteps`` (on x's device, as a
+    pipeline calls it) is the setup.  Raises ImportError without diffusers."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    sched = DPMSolverMultistepScheduler(solver_order=2)
+
+    def setup():
+        sched.set_timesteps(steps, device=x.device)
+        return sched
+
+    def loop(s):
+        y = x
+        for t in s.timesteps:
+            y = s.step(out, t, y).prev_sample
+
+    return setup, loop
 
 
 @pytest.fixture(autouse=True)
@@ -35,57 +79,31 @@ def _ids(shape):
     return "x".join(map(str, shape))
 
 
+def _bench(benchmark, case, group):
+    setup, loop = case
+    loop(setup())  # warm-up (compiles)
+    benchmark.group = group
+    benchmark.pedantic(loop, setup=lambda: ((setup(),), {}), rounds=5)
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)
 def test_diffsolve_stepper(benchmark, record, shape):
-    x = torch.randn(*shape)
-    out = torch.randn(*shape)
-
-    def setup():  # construction (coefficient table, buffers) is not per-step overhead
-        return (Stepper(SOLVER, VP, GRID, x_init=x, prediction="eps", backend="cpu"),), {}
-
-    def loop(st):
-        while not st.done:
-            st.step(out)
-
-    loop(setup()[0][0])
-    benchmark.group = f"stepper-{_ids(shape)}"
     benchmark.extra_info.update(solver=SOLVER)
-    benchmark.pedantic(loop, setup=setup, rounds=5)
-    record(benchmark.group, f"diffsolve Stepper {SOLVER} (x{STEPS} steps)", benchmark, 0)
+    group = f"stepper-{_ids(shape)}"
+    _bench(benchmark, stepper_case(torch.randn(*shape), torch.randn(*shape)), group)
+    record(group, f"diffsolve Stepper {SOLVER} (x{STEPS} steps)", benchmark, 0)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)
 def test_torch_axpy_floor(benchmark, record, shape):
-    x = torch.randn(*shape)
-    out = torch.randn(*shape)
-
-    def loop():
-        for _ in range(STEPS):
-            x.add_(out, alpha=1e-3)
-
-    benchmark.group = f"stepper-{_ids(shape)}"
-    benchmark.pedantic(loop, rounds=5, warmup_rounds=1)
-    record(benchmark.group, f"torch axpy (x{STEPS})", benchmark, 0)
+    group = f"stepper-{_ids(shape)}"
+    _bench(benchmark, axpy_case(torch.randn(*shape), torch.randn(*shape)), group)
+    record(group, f"torch axpy (x{STEPS})", benchmark, 0)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)
 def test_diffusers_dpmpp_2m(benchmark, record, shape):
-    diffusers = pytest.importorskip("diffusers")
-    sched = diffusers.DPMSolverMultistepScheduler(solver_order=2)
-    x = torch.randn(*shape)
-    out = torch.randn(*shape)
-
-    def setup():
-        sched.set_timesteps(STEPS)
-        return (), {}
-
-    def loop():
-        s = x
-        for t in sched.timesteps:
-            s = sched.step(out, t, s).prev_sample
-
-    setup()
-    loop()
-    benchmark.group = f"stepper-{_ids(shape)}"
-    benchmark.pedantic(loop, setup=setup, rounds=5)
-    record(benchmark.group, f"diffusers DPM++2M (x{STEPS})", benchmark, 0, baseline=True)
+    pytest.importorskip("diffusers")
+    group = f"stepper-{_ids(shape)}"
+    _bench(benchmark, diffusers_case(torch.randn(*shape), torch.randn(*shape)), group)
+    record(group, f"diffusers DPM++2M (x{STEPS})", benchmark, 0, baseline=True)

@@ -1,5 +1,12 @@
-"""Test configuration: makes ``import helpers`` work and exposes the shared helpers as fixtures."""
+"""Test configuration: makes ``import helpers`` work and exposes the shared helpers as fixtures.
 
+``DIFFSOLVE_CUDA_TESTS=hardware`` (set by ``benchmarks/gpu_suite.sh`` on a machine with a CUDA GPU) runs the CUDA
+tests on the device: they start their Python child processes with ``NUMBA_ENABLE_CUDASIM=1`` (Numba's
+simulator), and with this setting that variable is removed from the child's environment.
+"""
+
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +17,22 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import helpers  # noqa: E402
+
+CUDA_TESTS_ON_HARDWARE = os.environ.get("DIFFSOLVE_CUDA_TESTS") == "hardware"
+
+
+@pytest.fixture(autouse=CUDA_TESTS_ON_HARDWARE)
+def _cuda_children_on_hardware(monkeypatch):
+    """With ``DIFFSOLVE_CUDA_TESTS=hardware``: ``subprocess.run`` drops ``NUMBA_ENABLE_CUDASIM`` from the
+    ``env`` it is given, so the tests' CUDA child processes use the GPU instead of the simulator."""
+    real_run = subprocess.run
+
+    def run(*args, env=None, **kwargs):
+        if env is not None:
+            env = {k: v for k, v in env.items() if k != "NUMBA_ENABLE_CUDASIM"}
+        return real_run(*args, env=env, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
 
 
 @pytest.fixture(scope="session")
