@@ -65,6 +65,18 @@ INDEX = {
     ('accelerated', 2, 'eps', False, 'base'): 'accel_sde_base_eps',
     ('accelerated', 2, 'eps', False, 'correction-ratio'): 'accel_sde_correction_ratio_eps',
     ('accelerated', 2, 'eps', False, 'correction-constant'): 'accel_sde_correction_constant_eps',
+    ('unipc', 1, 'data', False, 'exact'): 'unipc_1_exact_data',
+    ('unipc', 2, 'data', False, 'exact'): 'unipc_2_exact_data',
+    ('unipc', 2, 'data', False, 'exact-warmup'): 'unipc_2_exact_warmup_data',
+    ('unipc', 2, 'data', False, 'exact-p'): 'unipc_2_exact_p_data',
+    ('unipc', 3, 'data', False, 'exact'): 'unipc_3_exact_data',
+    ('unipc', 3, 'data', False, 'exact-warmup'): 'unipc_3_exact_warmup_data',
+    ('unipc', 3, 'data', False, 'exact-p'): 'unipc_3_exact_p_data',
+    ('unipc', 1, 'data', False, 'published'): 'unipc_1_published_data',
+    ('unipc', 2, 'data', False, 'published'): 'unipc_2_published_data',
+    ('unipc', 2, 'data', False, 'published-warmup'): 'unipc_2_published_warmup_data',
+    ('unipc', 2, 'data', False, 'published-p'): 'unipc_2_published_p_data',
+    ('unipc', 3, 'data', False, 'published-warmup'): 'unipc_3_published_warmup_data',
 }
 
 # registered solver "name" or "name:variant" -> (registry family, catalog keys of the warm-up
@@ -210,6 +222,45 @@ SOLVERS = {
     ), None),
     'seeds-3': ('seeds', (
         ('singlestep', 3, 'data', True, 'published'),
+    ), None),
+    'unipc-1': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 1, 'data', False, 'exact'),
+    ), None),
+    'unipc-1:published': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 1, 'data', False, 'published'),
+    ), None),
+    'unipc-2': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'exact-warmup'),
+        ('unipc', 2, 'data', False, 'exact'),
+    ), None),
+    'unipc-2:p': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'exact-p'),
+    ), None),
+    'unipc-2:published': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'published-warmup'),
+        ('unipc', 2, 'data', False, 'published'),
+    ), None),
+    'unipc-3': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'exact-warmup'),
+        ('unipc', 3, 'data', False, 'exact-warmup'),
+        ('unipc', 3, 'data', False, 'exact'),
+    ), None),
+    'unipc-3:p': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'exact-p'),
+        ('unipc', 3, 'data', False, 'exact-p'),
+    ), None),
+    'unipc-3:published': ('unipc', (
+        ('multistep', 1, 'data', False, 'exact'),
+        ('unipc', 2, 'data', False, 'published-warmup'),
+        ('unipc', 3, 'data', False, 'published-warmup'),
+        ('unipc', 3, 'data', False, 'exact'),
     ), None),
 }
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import sympy as sp
 
 from ..symbolic import accelerated as acc
+from ..symbolic import unipc
 from ..symbolic.euler import derive_euler_maruyama
 from ..symbolic.multistep import derive_multistep
 from ..symbolic.singlestep import derive_singlestep
@@ -79,6 +80,7 @@ FAMILIES = {
     "singlestep": _derive_singlestep,
     "euler-maruyama": lambda k, prediction, sde, variant: derive_euler_maruyama(prediction, variant),
     "accelerated": _derive_accelerated,
+    "unipc": lambda k, prediction, sde, variant: unipc.derive_unipc(k, prediction, variant),
 }
 
 CATALOG = (
@@ -105,6 +107,9 @@ CATALOG = (
     ("accelerated", 1, "eps", False, "startup"),
     ("accelerated", 2, "eps", False, "base"),
     *[("accelerated", 2, "eps", False, f"correction-{m}") for m in acc.ACCEL_SDE_MOMENTA],
+    # UniPC (diffsolve.symbolic.unipc), data prediction: the solved levels of unipc-{1,2,3} with and without the
+    # corrector, and the published (bh2) ones wherever they differ; bh1, eps and k > 3 are derived on demand
+    *[("unipc", p, "data", False, variant) for p, variant in unipc.tableaux(3, rules=("exact", "published"))],
 )
 
 

@@ -20,6 +20,7 @@ the k = 1 multistep step).  Singlestep tableaux of derivation variant "interp" a
 
 from __future__ import annotations
 
+from ..solvers.unipc import registered as unipc_registered
 from ..symbolic import accelerated as acc
 from ..symbolic.multistep import NAMES as MULTISTEP_NAMES
 from ..symbolic.multistep import VARIANTS as _MULTISTEP_RULES
@@ -97,4 +98,5 @@ def solvers(catalog: tuple) -> dict:
     for i, momentum in enumerate(acc.ACCEL_SDE_MOMENTA):  # start-up and base do not depend on the momentum rule
         out["accel-sde" if i == 0 else f"accel-sde:{momentum}"] = (
             ACCELERATED, sde_levels, ("accelerated", 2, "eps", False, f"correction-{momentum}"))
+    out.update(unipc_registered())  # unipc-{1,2,3}[:variant] (diffsolve.solvers.unipc.REGISTERED)
     return dict(sorted(out.items()))
