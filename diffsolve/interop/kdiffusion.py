@@ -28,7 +28,9 @@ sample_dpm_solver_1m_sde, sample_dpm_solver_2, sample_dpm_solver_2m, sample_dpm_
 sample_dpm_solver_3m, sample_dpmpp_1m, sample_dpmpp_1m_sde, sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_2s,
 sample_dpmpp_3m, sample_dpmpp_3m_sde, sample_dpmpp_3s, sample_dpmpp_4m, sample_dpmpp_5m, sample_euler_maruyama,
 sample_mala, sample_pc, sample_pc_song, sample_rtk_mala, sample_rtk_uld, sample_seeds_1, sample_seeds_2,
-sample_seeds_3, sample_ula, sample_uld; :func:`sample` takes any solver name (e.g. ``"dpmpp-6m"``).  Grids:
+sample_seeds_3, sample_ula, sample_uld, sample_unipc_1, sample_unipc_2, sample_unipc_3; :func:`sample` takes any
+solver name (e.g. ``"dpmpp-6m"``).  Adaptive step size: :func:`sample_dpm_adaptive` (k-diffusion's signature;
+docs/algorithms/adaptive.md).  Grids:
 :func:`get_sigmas_karras`, :func:`get_sigmas_exponential`, :func:`get_sigmas_polyexponential`.
 """
 
@@ -45,7 +47,8 @@ from ..solvers import get_solver
 from ..solvers.registry import solver_names
 from ..stepper import Stepper
 
-__all__ = ["sample", "sigma_schedule", "get_sigmas_karras", "get_sigmas_exponential", "get_sigmas_polyexponential"]
+__all__ = ["sample", "sample_dpm_adaptive", "sigma_schedule", "get_sigmas_karras", "get_sigmas_exponential",
+           "get_sigmas_polyexponential"]
 
 
 def _torch():
@@ -192,6 +195,59 @@ def sample(solver, model, x, sigmas, extra_args=None, callback=None, disable=Non
                 bar.update(1)
                 return out.to(x.dtype, copy=True)
             return xs.to(x.dtype, copy=True)
+
+
+def sample_dpm_adaptive(model, x, sigma_min, sigma_max, extra_args=None, callback=None, disable=None, order=3,
+                        rtol=0.05, atol=0.0078, h_init=0.05, pcoeff=0.0, icoeff=1.0, dcoeff=0.0, accept_safety=0.81,
+                        eta=0.0, s_noise=1.0, noise_sampler=None, return_info=False, *, variant="published",
+                        seed=0, backend=None):
+    """k-diffusion's ``sample_dpm_adaptive`` (DPM-Solver-12 / 23 with a PID controller) run by
+    :func:`diffsolve.adaptive.sample_adaptive` on the ``edm`` schedule from ``sigma_max`` to ``sigma_min``: the
+    same pair (``variant="published"``: the papers' formulas, as k-diffusion; ``"exact"`` the interpolant
+    integrated exactly), error norm and controller, hence the same steps.  Returns the state at ``sigma_min``
+    (and with ``return_info`` k-diffusion's info dict: ``steps``, ``nfe``, ``n_accept``, ``n_reject``; ``nfe``
+    counts the calls made: after a rejection the start's call is reused, so it is ``n_reject`` below
+    k-diffusion's).  ``callback`` gets k-diffusion's record after every trial.  ``eta > 0`` (ancestral steps)
+    draws diffsolve's keyed normals (``seed``), so its samples differ from k-diffusion's (the law does not);
+    ``noise_sampler`` is refused; ``disable`` is accepted (no progress bar)."""
+    from ..adaptive import sample_adaptive
+
+    if noise_sampler is not None:
+        raise DiffsolveError("noise_sampler is not supported: diffsolve draws its own keyed noise (pass seed= "
+                             "instead); samples with eta > 0 therefore differ from k-diffusion's, their law does not")
+    bounds = []
+    for nm, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise DiffsolveError(f"{nm} must be a positive number, got {type(v).__name__}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise DiffsolveError(f"{nm} must be a finite positive number (the adaptive steps end at sigma_min > 0), "
+                                 f"got {v!r}")
+        bounds.append(v)
+    if not bounds[1] > bounds[0]:
+        raise DiffsolveError(f"need sigma_max > sigma_min, got sigma_min={bounds[0]!r}, sigma_max={bounds[1]!r}")
+    if callback is not None and not callable(callback):
+        raise DiffsolveError(f"callback must be callable (or None), got {type(callback).__name__}")
+    torch, work = _state(x)
+    schedule = get_schedule("edm", sigma_min=bounds[0], sigma_max=bounds[1])
+    D = _Model(model, x, extra_args, torch)
+    if backend is None:
+        backend = "cuda" if x.device.type == "cuda" else "cpu"
+
+    def record(r):
+        sig = torch.tensor(r["t"])
+        callback({"x": r["x"], "i": r["i"], "sigma": sig, "sigma_hat": sig, "denoised": r["model_output"],
+                  "error": r["error"], "h": r["h_next"], **r["stats"].info()})
+
+    with torch.no_grad():
+        res = sample_adaptive(D, schedule, bounds[1], bounds[0], x_init=x.detach().to(work), order=order,
+                              prediction="data", variant=variant, rtol=rtol, atol=atol, h_init=h_init, pcoeff=pcoeff,
+                              icoeff=icoeff, dcoeff=dcoeff, accept_safety=accept_safety, eta=eta, s_noise=s_noise,
+                              seed=seed, backend=backend,
+                              callback=record if callback is not None else None)
+    out = res.x.to(x.dtype, copy=True)
+    return (out, res.stats.info()) if return_info else out
 
 
 def _make(name):
