@@ -43,6 +43,7 @@ from pathlib import Path
 # released by the kernel when a holder dies, no stale-lock races, network file systems without flock, timeouts)
 # is subtle and platform-specific; filelock is widely used and kept for exactly this.
 import filelock
+import platformdirs  # the per-platform user cache directory (XDG on Linux, ~/Library/Caches, %LOCALAPPDATA%)
 
 from .errors import DiffsolveError, DiffsolveWarning
 
@@ -61,12 +62,13 @@ _FIX = "set DIFFSOLVE_CACHE_DIR to a writable directory that only you can write"
 
 
 def cache_dir() -> Path:
-    """``$DIFFSOLVE_CACHE_DIR``, else ``$XDG_CACHE_HOME/diffsolve``, else ``~/.cache/diffsolve``."""
+    """``$DIFFSOLVE_CACHE_DIR``, else the platform's user cache directory for diffsolve
+    (``platformdirs.user_cache_dir("diffsolve")``: ``$XDG_CACHE_HOME/diffsolve`` or ``~/.cache/diffsolve`` on
+    Linux, ``~/Library/Caches/diffsolve`` on macOS, ``%LOCALAPPDATA%\\diffsolve\\Cache`` on Windows)."""
     env = os.environ.get("DIFFSOLVE_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "diffsolve"
+    return Path(platformdirs.user_cache_dir("diffsolve", appauthor=False))
 
 
 def lock_timeout() -> float:

@@ -80,6 +80,29 @@ def _solver(name, params):
     return get_solver(name.strip(), **params)
 
 
+def _dask(args):
+    """``--dask [ADDRESS]``: a context giving a distributed.Client (a LocalCluster without an address), or None
+    when the option is absent (run here)."""
+    if args.dask is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from .distributed import connect
+
+    return connect(args.dask or None, "--dask")
+
+
+def _on(client, local, name):
+    """``local``, or on a ``--dask`` cluster the ``ds.distributed`` function ``name`` bound to ``client``."""
+    if client is None:
+        return local
+    from functools import partial
+
+    from . import distributed
+
+    return partial(getattr(distributed, name), client=client)
+
+
 def _output_file(path, flag, suffix=""):
     """Check before any work that ``path`` (with ``suffix`` appended as NumPy/matplotlib would) can be written;
     returns the path that will be written."""
@@ -116,11 +139,11 @@ def _output_dir(path, flag):
 
 
 def _print_table(rows, columns):
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+    """``rows`` (dicts) as a plain text table of ``columns`` (tabulate's "simple" format; cells printed as given)."""
+    from tabulate import tabulate
+
+    print(tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="simple",
+                   disable_numparse=True, missingval="-"))
 
 
 def cmd_solvers(args):
@@ -169,10 +192,11 @@ def cmd_sample(args):
     target = from_spec(args.target)
     grid = time_grid(sch, args.steps, args.spacing)
     solver = _solver(args.solver, _params(args.param))
-    start = time.perf_counter()
-    x = sample(solver, target, sch, grid, n=args.n, seed=args.seed, backend=args.backend,
-               progress=not args.json and not args.no_progress)
-    elapsed = time.perf_counter() - start
+    with _dask(args) as client:
+        start = time.perf_counter()
+        x = _on(client, sample, "sample")(solver, target, sch, grid, n=args.n, seed=args.seed, backend=args.backend,
+                                          progress=not args.quiet)
+        elapsed = time.perf_counter() - start
     t_end = float(grid[-1])
     ref = target.sample(args.n, seed=args.seed + 1, t=t_end, schedule=sch)
     ref2 = target.sample(args.n, seed=args.seed + 2, t=t_end, schedule=sch)
@@ -221,9 +245,11 @@ def cmd_order(args):
     target = from_spec(args.target)
     steps = _steps_list(args.steps)
     params = _params(args.param)
-    studies = [order_study(_solver(name, params), target, sch, steps=steps, metric=args.metric, spacing=args.spacing,
-                           progress=not args.json and not args.no_progress)
-               for name in args.solver.split(",") if name.strip()]
+    with _dask(args) as client:
+        study = _on(client, order_study, "order_study")
+        studies = [study(_solver(name, params), target, sch, steps=steps, metric=args.metric, spacing=args.spacing,
+                         progress=not args.quiet)
+                   for name in args.solver.split(",") if name.strip()]
     if args.plot:
         plot_studies(studies, args.plot)
     if args.json:
@@ -247,7 +273,8 @@ def cmd_derive(args):
         _output_dir(args.out, "--out")
     sch = _schedule(args) if (args.alpha or args.sigma or args.schedule) else None
     start = time.perf_counter()
-    solver = derive(args.family, args.order, args.prediction, args.sde, args.variant, schedule=sch)
+    solver = derive(args.family, args.order, args.prediction, args.sde, args.variant, schedule=sch,
+                    progress=not args.quiet)
     elapsed = time.perf_counter() - start
     # the coefficients as the generated module of the full method recorded them at generation time (no re-derivation)
     loaded = tableau_module(*solver.extra["key"])
@@ -297,7 +324,9 @@ def cmd_claims(args):
     if args.plots:
         _output_dir(args.plots, "--plots")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    run(args.paper, only=only, quick=args.quick, plots=args.plots, as_json=args.json)
+    with _dask(args) as client:
+        _on(client, run, "claims")(args.paper, only=only, quick=args.quick, plots=args.plots, as_json=args.json,
+                                   progress=not args.quiet)
     return 0
 
 
@@ -314,10 +343,24 @@ def _common(p, sched=True):
         p.add_argument("--alpha", help="user schedule alpha(t) expression (with --sigma)")
         p.add_argument("--sigma", help="user schedule sigma(t) expression (with --alpha)")
         p.add_argument("--spacing", default="logsnr", help="time, logsnr (default), karras, quadratic")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _quiet(p)
+
+
+def _quiet(p):
+    p.add_argument("-q", "--quiet", "--no-progress", action="store_true", dest="quiet",
+                   help="no progress on stderr (else a bar on a terminal, a line every 30 s in a log; "
+                        "DIFFSOLVE_PROGRESS=0|1 overrides: never | always a bar)")
+
+
+def _dask_option(p):
+    p.add_argument("--dask", nargs="?", const="", metavar="ADDRESS",
+                   help="run on a Dask cluster (docs/distributed.md): a local one of processes, or the scheduler at "
+                        "ADDRESS (tcp://host:8786); after the positional arguments")
 
 
 def build_parser():
+    from .claims import PAPERS, durations
+
     parser = argparse.ArgumentParser(prog="diffsolve", description="diffusion samplers derived by SymPy, compiled by Numba")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("solvers", help="list registered solvers")
@@ -333,6 +376,7 @@ def build_parser():
     p.add_argument("--out", help="save samples to FILE.npy")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="solver parameter (repeatable), e.g. eta=0.5")
     _common(p)
+    _dask_option(p)
     p.set_defaults(func=cmd_sample)
     p = sub.add_parser("derive", help="derive (or load) a solver of any order; print its coefficients")
     p.add_argument("family", help="dpmpp-multistep, dpm-solver-multistep, dpmpp-singlestep, dpm-solver-singlestep")
@@ -343,6 +387,7 @@ def build_parser():
     p.add_argument("--latex", action="store_true", help="print coefficients as LaTeX")
     p.add_argument("--out", help="also write a copy of the generated module into this directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _quiet(p)
     p.add_argument("--schedule", help="catalog schedule whose derived quantities to show")
     p.add_argument("--alpha", help="user schedule alpha(t) (with --sigma)")
     p.add_argument("--sigma", help="user schedule sigma(t) (with --alpha)")
@@ -355,14 +400,18 @@ def build_parser():
     p.add_argument("--plot", help="write a log-log PNG")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="solver parameter (repeatable), e.g. c=inf")
     _common(p)
+    _dask_option(p)
     p.set_defaults(func=cmd_order)
-    p = sub.add_parser("claims", help="regenerate the claim-vs-measured tables (and plots) of docs/papers")
-    p.add_argument("paper", nargs="?", help="seeds or accelerated")
+    p = sub.add_parser("claims", help="regenerate the claim-vs-measured tables (and plots) of docs/papers",
+                       epilog=durations(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paper", nargs="?", help=", ".join(PAPERS))
     p.add_argument("--only", help="comma-separated experiment names (see --list)")
-    p.add_argument("--quick", action="store_true", help="reduced grids (seconds instead of minutes)")
+    p.add_argument("--quick", action="store_true", help="the reduced grids of the tests (durations below)")
     p.add_argument("--plots", help="write a log-log PNG per experiment into this directory")
     p.add_argument("--list", action="store_true", help="list the experiments")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _quiet(p)
+    _dask_option(p)
     p.set_defaults(func=cmd_claims)
     return parser
 

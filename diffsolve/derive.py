@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .errors import DiffsolveError
 from .predictions import check_prediction
+from .progress import Progress
 from .schedules import Schedule
 from .solvers.multistep import multistep_solver
 from .solvers.singlestep import singlestep_solver
@@ -34,23 +35,27 @@ def _resolve(family: str, prediction: str | None):
 
 
 def derive(family: str, order: int, prediction: str | None = None, sde: bool = False, variant: str = "exact",
-           schedule: Schedule | None = None) -> Solver:
+           schedule: Schedule | None = None, progress: bool = True) -> Solver:
     """Derive (or load) the ``family`` solver of ``order`` and register it under its name.
 
     ``family``: ``dpmpp-multistep`` (data prediction), ``dpm-solver-multistep`` (noise prediction),
     ``dpmpp-singlestep`` / ``dpm-solver-singlestep`` (orders 1-3).  ``sde=True`` gives the reverse-SDE
     (eta) version of the multistep families.  Returns a :class:`Solver` usable by :func:`diffsolve.sample`.
+    ``progress``: the elapsed time on stderr when the derivation lasts over a second (a new order, derived by
+    SymPy; a shipped or cached one loads at once and shows nothing; :class:`diffsolve.progress.Progress`).
     """
     kind, prediction = _resolve(family, prediction)
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise DiffsolveError(f"order must be a positive integer, got {order!r}")
     if schedule is not None and not isinstance(schedule, Schedule):
         raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}")
-    if kind == "multistep":
-        solver = multistep_solver(order, variant, prediction, sde)
-    else:
-        if sde:
-            raise DiffsolveError("the singlestep families are ODE solvers here; use sde=False (SEEDS covers SDE stages)")
-        solver = singlestep_solver(order, variant, prediction)
+    if kind != "multistep" and sde:
+        raise DiffsolveError("the singlestep families are ODE solvers here; use sde=False (SEEDS covers SDE stages)")
+    label = f"diffsolve: deriving {family} order {order}{' (SDE)' if sde else ''} with SymPy"
+    with Progress(None, label, progress, unit="", delay=1.0):
+        if kind == "multistep":
+            solver = multistep_solver(order, variant, prediction, sde)
+        else:
+            solver = singlestep_solver(order, variant, prediction)
     register(solver.name if variant == "exact" else f"{solver.name}:{variant}", solver)
     return solver

@@ -1,5 +1,5 @@
-"""The README's Python snippets and the interop pages' examples run as pasted (each page's blocks in order, in a
-fresh interpreter, in a temporary directory with its own cache; nothing is downloaded)."""
+"""The README's Python snippets, the interop pages' examples and the tutorials run as pasted (each page's blocks in
+order, in a fresh interpreter, in a temporary directory with its own cache; nothing is downloaded)."""
 
 import os
 import re
@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "interop").glob("*.md"))
+PAGES = ["README.md"] + [str(p.relative_to(ROOT)) for folder in ("interop", "tutorials")
+                         for p in sorted((ROOT / "docs" / folder).glob("*.md"))]
 NEEDS = {"docs/interop/diffusers.md": "diffusers", "docs/interop/schedules.md": "diffusers",
-         "docs/interop/kdiffusion.md": "torch", "docs/interop/torch.md": "torch"}
+         "docs/interop/kdiffusion.md": "torch", "docs/interop/torch.md": "torch",
+         "docs/tutorials/diffusers.md": "diffusers", "docs/tutorials/stepper.md": "torch",
+         "docs/tutorials/order-study.md": "matplotlib"}
 
 
 def _blocks(page):

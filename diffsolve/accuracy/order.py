@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import DiffsolveError
 from ..grids import time_grid
+from ..plots import plot_into
 from ..progress import Progress
 from ..schedules import Schedule
 from ..solvers import get_solver
@@ -16,7 +17,7 @@ from ..targets import Gaussian, Target
 from .gaussian_law import initial_law, propagate
 from .metrics import METRICS
 
-__all__ = ["OrderStudy", "order_study", "exact_error"]
+__all__ = ["OrderStudy", "order_study", "exact_error", "plot_studies"]
 
 
 @dataclass
@@ -59,37 +60,34 @@ class OrderStudy:
         lines.append(f"fitted order: {self.order:.3f}")
         return "\n".join(lines)
 
-    def plot(self, path, ax=None):
-        """Log-log plot of error vs h_max with a reference slope of the declared order; saved as PNG."""
-        return plot_studies([self], path)
+    def plot(self, path=None, ax=None):
+        """Log-log plot of error vs h_max with a reference slope of the declared order: into ``ax`` (returned) when
+        given, else saved as PNG to ``path`` (returned), else a new pyplot figure (its Axes returned)."""
+        return plot_studies([self], path, ax)
 
     def __repr__(self):
         return f"OrderStudy({self.solver!r}, metric={self.metric!r}, order={self.order:.3f})"
 
 
-def plot_studies(studies, path):
-    try:
-        import matplotlib
+def plot_studies(studies, path=None, ax=None):
+    """:meth:`OrderStudy.plot` of several studies on one log-log plot (same arguments and return value)."""
+    studies = list(studies)
+    if not studies:
+        raise DiffsolveError("plot_studies needs at least one OrderStudy, got none; pass [ds.order_study(...), ...]")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DiffsolveError("plotting needs matplotlib: pip install 'diffsolve[plot]'") from None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for st in studies:
-        line, = ax.loglog(st.h_max, st.errors, "o-", label=f"{st.solver} (fitted {st.order:.2f})")
-        h = np.asarray(st.h_max)
-        ref = st.errors[-1] * (h / h[-1]) ** st.declared_order
-        ax.loglog(h, ref, ":", color=line.get_color(), alpha=0.7, label=f"slope {st.declared_order:g} reference")
-    ax.set_xlabel("largest log-SNR step h_max")
-    ax.set_ylabel(f"error ({studies[0].metric}, exact law)")
-    ax.set_title("empirical order of convergence")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    def draw(ax):
+        for st in studies:
+            line, = ax.loglog(st.h_max, st.errors, "o-", label=f"{st.solver} (fitted {st.order:.2f})")
+            h = np.asarray(st.h_max)
+            ref = st.errors[-1] * (h / h[-1]) ** st.declared_order
+            ax.loglog(h, ref, ":", color=line.get_color(), alpha=0.7, label=f"slope {st.declared_order:g} reference")
+        ax.set_xlabel("largest log-SNR step h_max")
+        ax.set_ylabel(f"error ({studies[0].metric}, exact law)")
+        ax.set_title("empirical order of convergence")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+
+    return plot_into(draw, path, ax, figsize=(6, 4.5), dpi=120)
 
 
 def exact_error(solver, target: Gaussian, schedule: Schedule, grid, metric: str = "w2", exact_history: bool = True) -> float:
@@ -117,7 +115,8 @@ def order_study(solver, target: Target, schedule: Schedule, steps=(8, 16, 32, 64
     For each step count a grid is built (``spacing``), the initial law is the exact marginal (and, for
     multistep solvers, exact history from the reverse process at the first M nodes, which are counted in the
     grid), the output law is propagated exactly, and ``metric`` (``w2``, ``kl``, ``tv-bound``, ``hellinger``)
-    compares it with the exact marginal at the last time.
+    compares it with the exact marginal at the last time.  ``progress=True``: one count per grid on stderr
+    (:class:`diffsolve.progress.Progress`: a bar on a terminal, a line every 30 s in a log).
     """
     solver = get_solver(solver)
     if not isinstance(target, Gaussian):
@@ -140,8 +139,9 @@ def order_study(solver, target: Target, schedule: Schedule, steps=(8, 16, 32, 64
         raise DiffsolveError(f"steps must hold at least two distinct positive step counts, got {steps}")
     steps = sorted(steps)
     errors, h_max, nfe = [], [], []
-    with Progress(len(steps), f"order {solver.name}", enabled=progress) as bar:
+    with Progress(len(steps), f"order study {solver.name}", enabled=progress, unit="grids") as bar:
         for n in steps:
+            bar.note(f"{n} steps")
             grid = time_grid(schedule, n, spacing, **grid_options)
             err = exact_error(solver, target, schedule, grid, metric, exact_history)
             if not np.isfinite(err) or err <= 0:

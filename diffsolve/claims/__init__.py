@@ -18,8 +18,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DiffsolveError
+from ..plots import plot_into
+from ..progress import Progress
 
-__all__ = ["Experiment", "Result", "PAPERS", "experiments", "run", "slope"]
+__all__ = ["Experiment", "Result", "PAPERS", "RUNTIME", "experiments", "run", "runtime", "durations", "slope"]
 
 PAPERS = {
     "seeds": "diffsolve.claims.seeds",
@@ -27,6 +29,34 @@ PAPERS = {
     "rtk": "diffsolve.claims.rtk",
     "pc": "diffsolve.claims.pc",
 }
+
+
+# Measured wall time of ``diffsolve claims PAPER --quick`` and ``diffsolve claims PAPER`` in seconds (warm Numba cache,
+# OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with other jobs, 2026-12: load average about 2, except the full
+# accelerated and rtk runs (6-8).  With the default BLAS threads on the busy machine: accelerated --quick 105 s
+# (the CLI: 107 s), pc 180 s, rtk's nfe-ou experiment alone 757 s.
+RUNTIME = {"seeds": (16, 33), "accelerated": (98, 1303), "rtk": (5, 336), "pc": (5, 40)}
+
+
+def _about(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(5 * round(seconds / 5), 5):.0f} s"
+    return f"about {round(seconds / 30) / 2:g} min" if seconds < 600 else f"about {round(seconds / 60)} min"
+
+
+def runtime(paper: str, quick: bool) -> str:
+    """The measured duration of the whole claims set of ``paper`` (``RUNTIME``), e.g. "about 1.5 min"."""
+    return _about(RUNTIME[paper][0 if quick else 1])
+
+
+def durations() -> str:
+    """The measured durations of every claims set, for ``diffsolve claims --help``."""
+    lines = [f"  {paper:12s} full: {runtime(paper, False):13s} --quick: {runtime(paper, True)}" for paper in PAPERS]
+    return ("measured wall time of each whole set (2-core machine shared with other jobs, warm Numba cache,\n"
+            "OPENBLAS_NUM_THREADS=1; the full accelerated and rtk runs at load 6-8):\n" + "\n".join(lines)
+            + "\nWith the default BLAS threads a busy machine can take several times longer (pc: 3 min; rtk's nfe-ou "
+            "alone: 13 min;\ndocs/papers/rtk.md). Progress goes to stderr (a bar on a terminal, a line every 30 s in "
+            "a log); --quiet turns it off.")
 
 
 @dataclass
@@ -54,30 +84,23 @@ class Result:
                 "measured": self.measured,
                 "series": {k: [list(map(float, x)), list(map(float, y))] for k, (x, y) in self.series.items()}}
 
-    def plot(self, path) -> Path:
-        """Log-log plot of ``series`` saved as PNG (needs matplotlib: ``pip install 'diffsolve[plot]'``)."""
-        try:
-            import matplotlib
+    def plot(self, path=None, ax=None):
+        """Log-log plot of ``series``: into ``ax`` (returned) when given, else saved as PNG to ``path`` (the Path is
+        returned), else a new pyplot figure (its Axes returned); needs matplotlib (``pip install 'diffsolve[plot]'``)."""
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            import matplotlib.ticker
-        except ImportError:
-            raise DiffsolveError("plotting needs matplotlib: pip install 'diffsolve[plot]'") from None
-        fig, ax = plt.subplots(figsize=(6.4, 4.6))
-        for i, (label, (x, y)) in enumerate(self.series.items()):  # past ten colours: dashed, square markers
-            ax.loglog(x, y, "o-" if i < 10 else "s--", ms=3.5, label=label)
-        ax.set_xlabel(self.xlabel)
-        ax.set_ylabel(self.ylabel)
-        ax.set_title(textwrap.fill(self.title, 70), fontsize=9)
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        def draw(ax):
+            from matplotlib.ticker import NullFormatter
+
+            for i, (label, (x, y)) in enumerate(self.series.items()):  # past ten colours: dashed, square markers
+                ax.loglog(x, y, "o-" if i < 10 else "s--", ms=3.5, label=label)
+            ax.set_xlabel(self.xlabel)
+            ax.set_ylabel(self.ylabel)
+            ax.set_title(textwrap.fill(self.title, 70), fontsize=9)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+
+        return plot_into(draw, path, ax, figsize=(6.4, 4.6), dpi=110)
 
 
 @dataclass(frozen=True)
@@ -106,22 +129,34 @@ def experiments(paper: str) -> dict:
     return {e.name: e for e in module.EXPERIMENTS}
 
 
-def run(paper: str, only=None, quick: bool = False, plots=None, as_json: bool = False, out=print):
-    """Run the experiments of ``paper`` (``only``: names), print markdown (or JSON), save plots into ``plots``."""
+def run(paper: str, only=None, quick: bool = False, plots=None, as_json: bool = False, out=print,
+        progress: bool = False, results_of=None):
+    """Run the experiments of ``paper`` (``only``: names), print markdown (or JSON), save plots into ``plots``;
+    ``progress=True``: one count per experiment on stderr (:class:`diffsolve.progress.Progress`).
+    ``results_of(names)``: an iterator of the experiments' results in the order of ``names`` (default: each run
+    here, in turn; :func:`diffsolve.distributed.claims` runs them on a cluster)."""
     table = experiments(paper)
     names = list(table) if not only else list(only)
     unknown = [n for n in names if n not in table]
     if unknown:
         raise DiffsolveError(f"paper {paper!r} has no experiment(s) {unknown}; it has {', '.join(table)}")
+    count = f"{len(names)} experiment{'s' if len(names) != 1 else ''}"
+    expected = f" (measured: {runtime(paper, quick)})" if set(names) == set(table) else ""
     results = {}
-    for name in names:
-        result = table[name].run(quick)
-        results[name] = result
-        if plots is not None and result.series:
-            Path(plots).mkdir(parents=True, exist_ok=True)
-            result.plot(Path(plots) / f"{paper}-{name}.png")
-        if not as_json:
-            out(result.markdown())
+    with Progress(len(names), f"claims {paper}", progress, unit="experiments", eta=False,
+                  announce=f"claims {paper}{' --quick' if quick else ''}: {count}{expected}") as bar:
+        computed = iter(results_of(names) if results_of is not None else (table[n].run(quick) for n in names))
+        for name in names:
+            bar.note(name)
+            result = next(computed)
+            results[name] = result
+            if plots is not None and result.series:
+                Path(plots).mkdir(parents=True, exist_ok=True)
+                result.plot(Path(plots) / f"{paper}-{name}.png")
+            if not as_json:
+                with bar.hidden():
+                    out(result.markdown())
+            bar.update(1)
     if as_json:
         out(json.dumps({name: r.to_json() for name, r in results.items()}, indent=1))
     return results

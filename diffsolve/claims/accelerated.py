@@ -149,11 +149,11 @@ C1_SOLVERS = [
     ("DDPM-type (`accel-ddpm:ddpm-type`)", "accel-ddpm", "ddpm-type", {}, "7.05e-2 ... 1.05e-3, -1.00"),
     ("`accel-ddpm` (README form)", "accel-ddpm", None, {}, "1.18e-2 ... 2.67e-4, -0.98"),
     ("`ddpm` (posterior step)", "ddpm", None, {}, "-"),
-    (f"`accel-sde` a = 0, ratio", "accel-sde", None, {}, "2.02e-2 ... 5.93e-6, -1.99"),
-    (f"`accel-sde` a = 0, constant", "accel-sde", "constant", {}, "6.87e-3 ... 1.26e-6, -2.02"),
-    (f"`accel-sde` a = 1/4, ratio", "accel-sde", None, {"a": 0.25}, "1.42e-2 ... 3.62e-6, -2.00"),
-    (f"`accel-sde` a = 1/4, constant", "accel-sde", "constant", {"a": 0.25}, "8.50e-3 ... 1.87e-6, -2.01"),
-    (f"`accel-sde` a = 1/2 (momentum vanishes)", "accel-sde", None, {"a": 0.5}, "1.08e-2 ... 2.49e-6, -2.00"),
+    ("`accel-sde` a = 0, ratio", "accel-sde", None, {}, "2.02e-2 ... 5.93e-6, -1.99"),
+    ("`accel-sde` a = 0, constant", "accel-sde", "constant", {}, "6.87e-3 ... 1.26e-6, -2.02"),
+    ("`accel-sde` a = 1/4, ratio", "accel-sde", None, {"a": 0.25}, "1.42e-2 ... 3.62e-6, -2.00"),
+    ("`accel-sde` a = 1/4, constant", "accel-sde", "constant", {"a": 0.25}, "8.50e-3 ... 1.87e-6, -2.01"),
+    ("`accel-sde` a = 1/2 (momentum vanishes)", "accel-sde", None, {"a": 0.5}, "1.08e-2 ... 2.49e-6, -2.00"),
 ]
 
 
