@@ -217,3 +217,12 @@ def test_metadata():
 def test_bad_input(call, match):
     with pytest.raises(DiffsolveError, match=match):
         call()
+
+
+def test_kdiffusion_style_functions_for_pattern_names():
+    """sample_euler / sample_heun (k-diffusion's names) resolve through the registry's name patterns."""
+    from diffsolve.interop import kdiffusion as kd
+
+    assert callable(kd.sample_euler) and callable(kd.sample_heun) and callable(kd.sample_deis_3)
+    with pytest.raises(AttributeError):
+        kd.sample_no_such_solver

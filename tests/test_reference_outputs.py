@@ -5,6 +5,7 @@ The fixture ``tests/data/reference_outputs.npz`` was written by ``tests/data/mak
 runtime as it stood before its engines were unified; a refactoring of the runtime must not change a single bit.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,13 +15,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 import make_reference_outputs as ref  # noqa: E402
 
-FIXTURE = np.load(Path(__file__).resolve().parent / "data" / "reference_outputs.npz")
+DATA = Path(__file__).resolve().parent / "data"
+FIXTURE = np.load(DATA / "reference_outputs.npz")
+SAME_MACHINE = json.loads((DATA / "reference_outputs.json").read_text()) == ref.machine()
 CASES = dict(ref.cases())
 
 
 @pytest.mark.parametrize("key", sorted(FIXTURE.files))
 def test_bitwise_equal_to_reference(key):
-    np.testing.assert_array_equal(np.asarray(CASES[key]()), FIXTURE[key], strict=True)
+    """Equal bits on the machine (and NumPy / SciPy) the fixture was written on; elsewhere NumPy's transcendental
+    functions may round differently in the last bit, so agreement to ref.ELSEWHERE_RTOL."""
+    out = np.asarray(CASES[key]())
+    if SAME_MACHINE:
+        np.testing.assert_array_equal(out, FIXTURE[key], strict=True)
+    else:
+        np.testing.assert_allclose(out, FIXTURE[key], rtol=ref.ELSEWHERE_RTOL, atol=0, strict=True)
 
 
 def test_fixture_covers_every_case():
@@ -41,7 +50,10 @@ def test_bits_do_not_depend_on_the_compile_history(tmp_path):
     check = ("import sys; sys.path.insert(0, 'tests/data')\n"
              "import numpy as np, make_reference_outputs as ref\n"
              "F = np.load('tests/data/reference_outputs.npz')\n"
-             "bad = [k for k, f in ref.cases() if k.endswith('|cpu') and not np.array_equal(np.asarray(f()), F[k])]\n"
+             "import json; same = json.load(open('tests/data/reference_outputs.json')) == ref.machine()\n"
+             "eq = np.array_equal if same else (lambda a, b: np.allclose(a, b, rtol=ref.ELSEWHERE_RTOL, atol=0,\n"
+             "                                                          equal_nan=True))\n"
+             "bad = [k for k, f in ref.cases() if k.endswith('|cpu') and not eq(np.asarray(f()), F[k])]\n"
              "print('mismatches:', bad)\n")
     root = Path(__file__).resolve().parents[1]
     for code in (warm, check):

@@ -268,10 +268,16 @@ del _name
 
 
 def __getattr__(attr):
-    """``sample_<name>`` for a solver registered after this module was imported (e.g. by ``diffsolve.derive``)."""
+    """``sample_<name>`` for any other name the registry resolves: one registered after this module was imported
+    (e.g. by ``diffsolve.derive``) or a parameterised one (``sample_heun``, ``sample_euler``, ``sample_deis_3``,
+    ``sample_dpmpp_6m``)."""
     if attr.startswith("sample_"):
         name = attr[len("sample_"):].replace("_", "-")
-        if name in {n.split(":")[0] for n in solver_names()}:
+        try:
+            get_solver(name)
+        except DiffsolveError:
+            pass
+        else:
             fn = globals()[attr] = _make(name)
             return fn
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
