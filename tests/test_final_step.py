@@ -64,3 +64,13 @@ def test_sampling_to_zero_on_all_backends():
         out = ds.sample(name, mix, sch, grid, n=64, seed=3, backend="cpu")
         assert np.all(np.isfinite(ref))
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4])
+def test_stage_on_the_first_node_survives_rounding(steps):
+    """accel-ddim:phi-psi puts a stage on the previous grid node (fraction -r_1); on a Karras grid from t_max its
+    log-SNR lam_n - r_1 h may round one ulp below the schedule's range: it is the node itself, not a refusal."""
+    sch = SCHEDULES["vp-linear"]
+    grid = np.append(ds.time_grid(sch, steps, "karras"), 0.0)
+    x = ds.sample("accel-ddim:phi-psi", ds.targets.from_spec("gmm:d=2,k=8,seed=0"), sch, grid, n=8)
+    assert np.isfinite(x).all()

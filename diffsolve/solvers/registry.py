@@ -197,6 +197,9 @@ class Solver(Sampler):
                     f"solver {self.name!r} has intermediate stages and cannot take a step with an infinite "
                     "log-SNR end point (sigma = 0); end the grid at a small positive sigma"
                 )
+            lo, hi = schedule.lam_range  # a stage on the first grid node (fraction -r_1) may round past its lam
+            slack = 1e-12 * (1.0 + np.abs(stage_lam))
+            stage_lam = np.where((stage_lam < lo) & (stage_lam >= lo - slack), lo, stage_lam)
             nodes_t[:, 1:-1] = schedule.t_of_lam(stage_lam)
             if self.history:  # a stage on the previous grid node (fraction -r_1) takes that node's time exactly
                 rows, cols = np.nonzero(np.isclose(c[:, 1:], -r[:, :1], rtol=0, atol=1e-15))
