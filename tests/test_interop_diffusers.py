@@ -76,11 +76,16 @@ def _model(unet):
     return f
 
 
-def _compare(ours, theirs, model, steps, x_init):
-    """Run both schedulers on their own states with the same model; the relative error after each step."""
+def _compare(ours, theirs, model, steps, x_init, own_grid=False):
+    """Run both schedulers on their own states with the same model; the relative error after each step.  Ours
+    takes their timesteps, or with ``own_grid`` builds its grid from ``steps`` itself (the timesteps must agree)."""
     theirs.set_timesteps(steps)
-    ours.set_timesteps(timesteps=theirs.timesteps)
-    assert torch.equal(ours.timesteps, theirs.timesteps)
+    if own_grid:
+        ours.set_timesteps(steps)
+        np.testing.assert_allclose(ours.timesteps.double().numpy(), theirs.timesteps.double().numpy(), rtol=1e-6)
+    else:
+        ours.set_timesteps(timesteps=theirs.timesteps)
+        assert torch.equal(ours.timesteps, theirs.timesteps)
     xa, xb, errs = x_init.clone(), x_init.clone(), []
     for t in theirs.timesteps:
         xa = ours.step(model(xa, t), t, xa).prev_sample
@@ -204,19 +209,6 @@ def test_set_timesteps_from_sigmas():
         ours.set_timesteps(10, sigmas=levels)
 
 
-def _compare_default(ours, theirs, model, steps, x_init):
-    """As _compare, but each scheduler builds its own grid from num_inference_steps (their timesteps must agree)."""
-    theirs.set_timesteps(steps)
-    ours.set_timesteps(steps)
-    np.testing.assert_allclose(ours.timesteps.double().numpy(), theirs.timesteps.double().numpy(), rtol=1e-6)
-    xa, xb, errs = x_init.clone(), x_init.clone(), []
-    for t in theirs.timesteps:
-        xa = ours.step(model(xa, t), t, xa).prev_sample
-        xb = theirs.step(model(xb, t), t, xb).prev_sample
-        errs.append(float((xa - xb).abs().max() / xb.abs().max()))
-    return np.array(errs)
-
-
 @pytest.mark.parametrize("steps", [10, 25])
 def test_dpmpp_2m_matches_dpm_solver_multistep_defaults_to_sigma_zero(unet, steps):
     """final_sigmas_type="zero": the grid ends at sigma = 0 with a first-order last step, which is diffusers'
@@ -225,7 +217,7 @@ def test_dpmpp_2m_matches_dpm_solver_multistep_defaults_to_sigma_zero(unet, step
     ours = DiffsolveScheduler(solver="dpmpp-2m", variant="published", grid="linspace", final_sigmas_type="zero",
                               **BETAS)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    errs = _compare_default(ours, theirs, _model(unet), steps, x)
+    errs = _compare(ours, theirs, _model(unet), steps, x, own_grid=True)
     assert errs.max() < 1e-5, errs
     assert ours._grid_times[-1] == 0.0
 
@@ -236,7 +228,7 @@ def test_ddim_matches_ddim_scheduler_defaults(unet):
     theirs = diffusers.DDIMScheduler(**BETAS, clip_sample=False)
     ours = DiffsolveScheduler(solver="ddim", grid="leading", final_sigmas_type="zero", **BETAS)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    errs = _compare_default(ours, theirs, _model(unet), 10, x)
+    errs = _compare(ours, theirs, _model(unet), 10, x, own_grid=True)
     assert errs.max() < 1e-5, errs
     with pytest.raises(DiffsolveError, match="final_sigmas_type='zero'"):  # leading's last call is the grid's end
         DiffsolveScheduler(solver="ddim", grid="leading", **BETAS).set_timesteps(10)
@@ -260,7 +252,7 @@ def test_ddpm_matches_ddpm_scheduler_defaults_with_the_same_noise(unet, monkeypa
     theirs = diffusers.DDPMScheduler(**BETAS, clip_sample=False)
     ours = DiffsolveScheduler(solver="ddpm", seed=3, grid="leading", final_sigmas_type="zero", **BETAS)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    errs = _compare_default(ours, theirs, _model(unet), 10, x)
+    errs = _compare(ours, theirs, _model(unet), 10, x, own_grid=True)
     assert errs.max() < 1e-5, errs
 
 
@@ -277,7 +269,7 @@ def test_flow_matching_config_matches_flow_match_euler(unet, steps):
                                           prediction_type="flow_prediction")
     assert ours._flow and ours.schedule.timestep_map.kind == "sigma"
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
-    errs = _compare_default(ours, theirs, _model(unet), steps, x)
+    errs = _compare(ours, theirs, _model(unet), steps, x, own_grid=True)
     assert errs.max() < 1e-5, errs
     torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=1e-7)
 
