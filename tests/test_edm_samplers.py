@@ -79,10 +79,11 @@ def test_deterministic_matches_k_diffusion(ksampling, name, steps):
                                     {"s_churn": 3.0, "s_tmin": 0.05, "s_tmax": 10.0}])  # a window of steps
 def test_churn_matches_k_diffusion_with_the_same_noise(ksampling, monkeypatch, name, params):
     """With churn, k-diffusion's randn_like replaced by diffsolve's keyed normals: through the interop function
-    on a grid ending at sigma > 0, and through the Stepper on the full grid ending at sigma = 0 (where churn also
-    raises the last positive sigma's step, which k-diffusion takes as Euler)."""
-    for sigmas, ours in ((ksampling.get_sigmas_karras(12, 0.02, 80.0).double()[:-1],
-                          lambda s, x: kd.sample(name, denoiser(GMM), x, s, seed=SEED, backend="numpy", **params)),
+    on a grid ending at sigma > 0 and on the full grid ending at sigma = 0 (where churn also raises the last positive
+    sigma's step, which k-diffusion takes as Euler), and through the Stepper on the full grid."""
+    interop = lambda s, x: kd.sample(name, denoiser(GMM), x, s, seed=SEED, backend="numpy", **params)  # noqa: E731
+    for sigmas, ours in ((ksampling.get_sigmas_karras(12, 0.02, 80.0).double()[:-1], interop),
+                         (ksampling.get_sigmas_karras(12, 0.002, 80.0).double(), interop),
                          (ksampling.get_sigmas_karras(12, 0.002, 80.0).double(),
                           lambda s, x: _stepper(name, s, x, GMM, **params))):
         x = start(GMM, 80.0, 64)

@@ -8,10 +8,10 @@ end with 0.  Tensors come back on the input's device and dtype; float16 / bfloat
 (the model is called in the input's dtype), float32 / float64 ones in their own precision.
 
 The sigma / time map: the schedule is ``edm`` (alpha = 1, sigma(t) = t), so diffsolve's time grid *is* the sigma
-grid, t_i = sigmas[i], and the log-SNR is lam = -log sigma.  A final sigma = 0 (lam = +inf) is the first-order
-data-prediction step x = D(x, sigmas[-2]) ("denoise to zero", docs/algorithms/exponential_integrators.md §3.8),
-taken for every solver (the library's own grids end at sigma > 0; k-diffusion's samplers take this same step):
-the solver runs on the positive sigmas, then one more model call denoises.
+grid, t_i = sigmas[i], and the log-SNR is lam = -log sigma.  A final sigma = 0 (lam = +inf) is part of the grid:
+a table solver's program takes that step itself (its own first-order formula, or the one-call denoising step
+x = D(x, sigmas[-2]) for solvers that cannot, docs/algorithms/exponential_integrators.md §3.8, the step
+k-diffusion's samplers take); the Langevin samplers run on the positive sigmas, then one more call denoises.
 
 Noise: stochastic solvers draw diffsolve's keyed Philox normals, keyed by (``seed``, ``sample_offset`` + i, step,
 draw), instead of torch's global RNG, so their samples differ from k-diffusion's (the law is the same);
@@ -44,7 +44,7 @@ from ..errors import DiffsolveError
 from ..progress import Progress
 from ..schedules import get_schedule
 from ..solvers import get_solver
-from ..solvers.registry import solver_names
+from ..solvers.registry import Solver, solver_names
 from ..stepper import Stepper
 
 __all__ = ["sample", "sample_dpm_adaptive", "sigma_schedule", "get_sigmas_karras", "get_sigmas_exponential",
@@ -154,7 +154,9 @@ def sample(solver, model, x, sigmas, extra_args=None, callback=None, disable=Non
     if backend is None:
         backend = "cuda" if x.device.type == "cuda" else "cpu"
     D = _Model(model, x, extra_args, torch)
-    to_zero = grid[-1] == 0.0
+    # a table solver's program takes the step to sigma = 0 itself (its own formula, or the one-call denoising step);
+    # other samplers (the Langevin programs) run on the positive sigmas, then one call denoises
+    to_zero = grid[-1] == 0.0 and not isinstance(sampler, Solver)
     positive = grid[:-1] if to_zero else grid
     name = getattr(sampler, "name", str(solver))
     with torch.no_grad():
