@@ -55,7 +55,7 @@ run() {
         esac
         shift
     done
-    [[ -n "$budget" ]] || budget=$(( tiny ? 330 : 435 ))  # gpu_suite.py's default: its steps' timeouts
+    [[ -n "$budget" ]] || budget=$(( tiny ? 720 : 435 ))  # gpu_suite.py's default: its steps' timeouts
     mkdir -p "$out" || return 1
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/diffsolve-gpu.XXXXXX")" || return 1  # global: the EXIT trap removes it
     trap 'rm -rf "$tmp"' EXIT

@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "DIFFSOLVE_CUDA_TESTS")}
     env.update(PYTHON=sys.executable, TMPDIR=str(tmp))
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--tiny", "--out", str(tmp / "out")],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     out = tmp / "out"
     report = json.loads((out / "gpu_suite.json").read_text())
     return proc, report, (out / "gpu_suite.md").read_text(), (out / "gpu_suite.log").read_text(), tmp
