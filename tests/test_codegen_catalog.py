@@ -229,7 +229,8 @@ def test_name_tables_match_the_derivations():
     assert _generated.SOLVERS == names.solvers(catalog.CATALOG)
     assert _generated.SEEDS_VARIANTS == names.seeds_variants()
     assert _generated.MULTISTEP_VARIANTS == {v: None if r is None else tuple(sorted(r)) for v, r in VARIANTS.items()}
-    aliases = {"ddim": "dpmpp-1m", "ddpm": "dpmpp-1m-sde", "dpm-solver-1": "dpm-solver-1m"}
+    aliases = {"ddim": "dpmpp-1m", "ddpm": "dpmpp-1m-sde", "dpm-solver-1": "dpm-solver-1m",
+               "unipc-2:p": "dpmpp-2m", "unipc-3:p": "dpmpp-3m"}  # UniP-k alone is the exact k-step integrator
     for name, (family, levels, clip) in _generated.SOLVERS.items():
         assert set(levels) | ({clip} if clip else set()) <= set(catalog.CATALOG), name
         full = _generated.load(levels[-1])

@@ -68,14 +68,11 @@ INDEX = {
     ('unipc', 1, 'data', False, 'exact'): 'unipc_1_exact_data',
     ('unipc', 2, 'data', False, 'exact'): 'unipc_2_exact_data',
     ('unipc', 2, 'data', False, 'exact-warmup'): 'unipc_2_exact_warmup_data',
-    ('unipc', 2, 'data', False, 'exact-p'): 'unipc_2_exact_p_data',
     ('unipc', 3, 'data', False, 'exact'): 'unipc_3_exact_data',
     ('unipc', 3, 'data', False, 'exact-warmup'): 'unipc_3_exact_warmup_data',
-    ('unipc', 3, 'data', False, 'exact-p'): 'unipc_3_exact_p_data',
     ('unipc', 1, 'data', False, 'published'): 'unipc_1_published_data',
     ('unipc', 2, 'data', False, 'published'): 'unipc_2_published_data',
     ('unipc', 2, 'data', False, 'published-warmup'): 'unipc_2_published_warmup_data',
-    ('unipc', 2, 'data', False, 'published-p'): 'unipc_2_published_p_data',
     ('unipc', 3, 'data', False, 'published-warmup'): 'unipc_3_published_warmup_data',
 }
 
@@ -238,7 +235,7 @@ SOLVERS = {
     ), None),
     'unipc-2:p': ('unipc', (
         ('multistep', 1, 'data', False, 'exact'),
-        ('unipc', 2, 'data', False, 'exact-p'),
+        ('multistep', 2, 'data', False, 'exact'),
     ), None),
     'unipc-2:published': ('unipc', (
         ('multistep', 1, 'data', False, 'exact'),
@@ -253,8 +250,8 @@ SOLVERS = {
     ), None),
     'unipc-3:p': ('unipc', (
         ('multistep', 1, 'data', False, 'exact'),
-        ('unipc', 2, 'data', False, 'exact-p'),
-        ('unipc', 3, 'data', False, 'exact-p'),
+        ('multistep', 2, 'data', False, 'exact'),
+        ('multistep', 3, 'data', False, 'exact'),
     ), None),
     'unipc-3:published': ('unipc', (
         ('multistep', 1, 'data', False, 'exact'),

@@ -63,8 +63,12 @@ def published_changes(p: int, c: int) -> bool:
 
 def _key(p: int, c: int, prediction: str, rule: str) -> tuple:
     """The catalog key of the tableau (predictor order p, corrector order c)."""
-    if p == 1 and c == 0:
-        return ("multistep", 1, prediction, False, "exact")  # UniP-1 is DDIM
+    fixed = rule != "exact" and published_changes(p, c)
+    if c == 0 and (not fixed or (rule == "published" and prediction == "data")):
+        # UniP-p alone is the p-step multistep integrator (UniP-1: DDIM): with the solved rho, the exact weights
+        # (dpmpp-{p}m / dpm-solver-{p}m); the published UniP-2 with B(h) = e^h - 1 is DPM-Solver++(2M)'s published
+        # form (tests/test_unipc.py checks both)
+        return ("multistep", p, prediction, False, "published" if fixed else "exact")
     suffix = "" if c == p else "-warmup" if c == p - 1 else "-p"
     return ("unipc", p, prediction, False, (rule if published_changes(p, c) else "exact") + suffix)
 
@@ -104,6 +108,8 @@ def build(name: str, variant: str, modules, clip=None) -> Solver:
         name, modules, family=FAMILY, variant=variant,
         description=f"{what}, {prediction} prediction, {coefficients}; state = the predicted point",
         extra={"rule": rule, "corrected": corrected},
+        cite="" if corrected else "UniP alone: Zhao, Bai, Rao, Zhou, Lu, UniPC, NeurIPS 2023 (arXiv 2302.04867), "
+                                  "whose solved predictor is this multistep integrator",
     )
 
 

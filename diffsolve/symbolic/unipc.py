@@ -89,13 +89,16 @@ def fixes(rule: str, p: int, c: int) -> bool:
 
 def tableaux(max_order: int, rules=tuple(RULES)) -> list:
     """(p, variant) of the tableaux the levels of UniPC-k, k <= ``max_order``, use: the solved ones (corrector order
-    c = p, p - 1, and 0 for UniP-p alone; UniP-1 alone is DDIM) and, for each published rule, those it changes."""
+    c = p, p - 1) and, for each published rule, those it changes.  UniP-p alone (c = 0) is the multistep integrator
+    (solved: exact weights; published with B(h) = e^h - 1: DPM-Solver++(2M)'s published form), whose tableaux the
+    registry uses instead (diffsolve.solvers.unipc._key); only the bh1 form has its own."""
     out = []
     for rule in rules:
         for p in range(1, max_order + 1):
             for suffix, corrector in LEVELS.items():
                 c = corrector(p)
-                if not (p == 1 and c == 0) and (rule == "exact" or fixes(rule, p, c)) and (p, rule + suffix) not in out:
+                multistep = c == 0 and (p == 1 or rule in ("exact", "published"))
+                if not multistep and (rule == "exact" or fixes(rule, p, c)) and (p, rule + suffix) not in out:
                     out.append((p, rule + suffix))
     return out
 
