@@ -160,7 +160,9 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     def _array(values, name):
         arr = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         if arr.ndim != 1 or arr.size < 1 or not np.all(np.isfinite(arr)):
-            raise DiffsolveError(f"{name} must be a 1-D sequence of finite numbers, got shape {arr.shape}")
+            raise DiffsolveError(f"{name} must be a 1-D sequence of finite numbers (noisiest first), got shape "
+                                 f"{arr.shape}{' with non-finite entries' if arr.size else ''}; pass e.g. another "
+                                 f"scheduler's {name} after its set_timesteps(...)")
         return arr
 
     def _spacing_nodes(self, steps, spacing):
@@ -220,7 +222,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         :meth:`_sigma_grid`) and list one timestep per model call in ``timesteps``.  Resets the run (and the begin
         index)."""
         if sum(v is not None for v in (num_inference_steps, timesteps, sigmas)) != 1:
-            raise DiffsolveError("pass exactly one of num_inference_steps, timesteps and sigmas")
+            given = [k for k, v in (("num_inference_steps", num_inference_steps), ("timesteps", timesteps),
+                                    ("sigmas", sigmas)) if v is not None]
+            raise DiffsolveError(f"set_timesteps takes exactly one of num_inference_steps, timesteps and sigmas, got "
+                                 f"{', '.join(given) if given else 'none'}; pass e.g. set_timesteps(25)")
         if sigmas is not None:
             grid = self._sigma_grid(sigmas)
         elif timesteps is not None:
