@@ -32,6 +32,8 @@ GRID = ds.time_grid(VP, 8, "time")
 TGT = from_spec("gmm:d=5,k=6,seed=3")  # isotropic components
 DIAG = GaussianMixture([0.3, 0.5, 0.2], np.random.default_rng(7).standard_normal((3, 4)) * 1.5,
                        np.random.default_rng(8).uniform(0.05, 0.5, (3, 4)))
+DIAG9 = GaussianMixture(np.full(9, 1 / 9), np.random.default_rng(1).standard_normal((9, 6)) * 2.0,
+                        np.random.default_rng(2).uniform(0.05, 0.5, (9, 6)))  # blocks of four and a tail
 SOLVERS = table_solvers()  # Langevin samplers: tests/test_langevin.py
 RTOL = 1e-12
 
@@ -180,6 +182,35 @@ def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
     np.testing.assert_array_equal(o1, o2)
 
 
+@pytest.mark.parametrize("tgt", [TGT, DIAG9], ids=["iso", "diag"])
+def test_paired_model_is_the_one_sample_model_twice(tgt):
+    """The pair form of the mixture model (the CPU fused kernel's register blocking) does per sample the
+    operations of the one-sample form: equal bits in plain Python, rounding-level agreement compiled."""
+    from diffsolve.kernels import cpu as kc
+    from diffsolve.kernels import plan
+    from diffsolve.kernels.scalar import make_kernels
+
+    py = make_kernels(lambda f: f)
+    g = plan.gmm_stage_tables(tgt, VP, np.array([[0.3], [0.02]]), "data", np.float64)
+    K = g.aux.shape[2] - 2
+    u = _x0(tgt, n=3, seed=4) * 0.4
+    one, two = np.zeros((2, 3, tgt.dim)), np.zeros((2, 3, tgt.dim))
+    form = "iso" if g.iso else "diag"
+    for m in range(2):
+        for i in (0, 2):
+            getattr(py, f"gmm_predict_{form}")(one, 1, u, i, g.tab, g.aux, m, 0, np.empty(K))
+        getattr(py, f"gmm_predict_{form}2")(two, 1, u, 2, 0, g.tab, g.aux, m, 0, np.empty(K), np.empty(K))
+        np.testing.assert_array_equal(two[1, [0, 2]], one[1, [0, 2]])
+        compiled = np.zeros_like(two)
+        _compiled_pair(getattr(kc._kf, f"gmm_predict_{form}2"), compiled, u, g.tab, g.aux, m, K)
+        np.testing.assert_allclose(compiled[1, [0, 2]], one[1, [0, 2]], rtol=1e-13, atol=1e-14)
+
+
+@numba.njit
+def _compiled_pair(fn, V, u, tab, aux, m, K):
+    fn(V, 1, u, 2, 0, tab, aux, m, 0, np.empty(K), np.empty(K))
+
+
 @numba.njit
 def _compiled_predict(fn, V, u, tab, aux):
     fn(V, 1, u, 1, tab, aux, 0, 2, np.empty(3), False)
@@ -197,8 +228,10 @@ def test_subclassed_target_takes_the_generic_path():
 
 
 # -- layout invariance ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["fused", "generic", "synthetic", "generic-parallel"])
+@pytest.mark.parametrize("path", ["fused", "fused-diag", "generic", "synthetic", "generic-parallel"])
 def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
+    """The fused kernel runs the model on pairs of samples: a split at an odd index (23) re-pairs every later
+    sample and pairs sample 22 with the spare row, which must not change a bit."""
     x0 = _x0(TGT, n=64, seed=9)
     table = synthetic_table(seed=4)
     big = np.random.default_rng(5).standard_normal((64, 1, 32, 32))  # above PARALLEL_MIN_SIZE
@@ -209,6 +242,9 @@ def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
                              backend="cpu", prediction="eps")
         if path == "synthetic":
             return run_on("cpu", table, ModelAdapter(TGT, VP, "data"), x0[lo:hi], seed=1, sample_offset=lo)
+        if path == "fused-diag":
+            return ds.sample("dpmpp-2m", DIAG9, VP, GRID, x_init=_x0(DIAG9, n=64, seed=9)[lo:hi], sample_offset=lo,
+                             backend="cpu")
         model = TGT if path == "fused" else _eps_model(TGT)
         return ds.sample("ddpm", model, VP, GRID, x_init=x0[lo:hi], seed=1, sample_offset=lo, backend="cpu",
                          prediction=None if path == "fused" else "eps")

@@ -90,12 +90,8 @@ class CpuEngine(HostEngine):
 
     def fused_table(self, segment, target, schedule, prediction, X, history, keys, step_offset):
         rows = plan.segment_rows(segment, X.dtype)
-        S = segment.table.stages
-        V = np.zeros((max(S + segment.table.history, 1),) + X.shape, dtype=X.dtype)
-        for m, h in enumerate(history):
-            V[S + m] = h
         g = plan.gmm_stage_tables(target, schedule, segment.table.tau, prediction, X.dtype)
-        kernels.fused_gmm(X, V, np.empty_like(X), rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
+        kernels.fused_gmm(X, history, rows.A, rows.B, rows.E, rows.C, rows.fslot, rows.hslot,
                           *plan.fused_clip(rows), g.tab, g.aux, g.iso, keys.seed_lo, keys.seed_hi, keys.sidx,
                           step_offset)
 

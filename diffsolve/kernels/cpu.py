@@ -56,8 +56,8 @@ mala_propose, mala_accept, uld_refresh, uld_move, snr_move = (_k.mala_propose, _
 gmm_predict = _k.gmm_predict  # the exact-flag build of the scalar sources (tests compare it with plain Python)
 _kf = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
 _fused_combine_row = _kf.combine_row
-_fused_predict_iso = _kf.gmm_predict_iso
-_fused_predict_diag = _kf.gmm_predict_diag
+_fused_predict_iso2 = _kf.gmm_predict_iso2
+_fused_predict_diag2 = _kf.gmm_predict_diag2
 _fused_clip_add = _kf.clip_add
 # The chain kernel evaluates the mixture at five call sites (Tweedie start, setup, midpoint, proposal, ULD), in
 # both component forms: inlined, that is ten copies of the vectorised likelihood and posterior loops and a minute
@@ -68,7 +68,7 @@ _kc = make_kernels(numba.njit(inline="always"),
                    decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
 _fused_langevin_chain = _kc.langevin_chain
 
-TILE = 8  # samples advanced together through one stage (the stage's model table stays in L1)
+TILE = 16  # samples advanced together through one stage (the stage's model table stays in L1)
 PARALLEL_MIN_SIZE = 32768  # below this many elements a serial pass beats waking the thread pool
 
 
@@ -185,8 +185,10 @@ def fused_kernel(iso: bool, clipped: bool):
     """The fused mixture kernel for one component form (``iso``), with or without the clipped momentum.
 
     ``kernel(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
-    c_lo, c_hi, ll)`` advances the samples of tiles c_lo..c_hi-1 (TILE samples each) through every step; ``ll``
-    is a scratch vector of length K.
+    c_lo, c_hi, ll, ll2)`` advances the samples of tiles c_lo..c_hi-1 (TILE samples each) through every step;
+    ``ll``, ``ll2`` are scratch vectors of length K.  The model runs on pairs of samples (each table load feeds
+    two: register blocking), so the stage inputs ``U`` and the slots ``V`` have an even number of rows, one more
+    than ``X`` when its count is odd.
 
     * The flags are closure constants: Numba prunes the branches not taken before it inlines the scalar kernels,
       so each specialisation compiles only the code it runs.  They and the source stamp are part of the cache
@@ -198,13 +200,13 @@ def fused_kernel(iso: bool, clipped: bool):
       sample's arithmetic is the same in any chunk.
     * ``error_model="numpy"`` as for a gufunc (no zero-division branches), and no NRT: a serial function keeps an
       atomic reference count per array argument of every inlined call site inside its loops, which made it
-      12-20 % slower than the gufunc on GMM-2M.  Without NRT the kernel cannot allocate: the scratch ``ll``
-      comes from the caller, whose references keep all arrays alive during the call.
+      12-20 % slower than the gufunc on GMM-2M.  Without NRT the kernel cannot allocate: the scratch vectors
+      come from the caller, whose references keep all arrays alive during the call.
     """
     stamp = f"{SOURCE_STAMP}/fused/iso={iso}/clipped={clipped}"
 
     def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
-              c_lo, c_hi, ll):
+              c_lo, c_hi, ll, ll2):
         if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
             return
         n = X.shape[0]
@@ -219,10 +221,11 @@ def fused_kernel(iso: bool, clipped: bool):
                     for i in range(lo, hi):
                         _fused_combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i],
                                            step, False)
+                    for i in range(lo, hi, 2):  # pairs; an odd n pairs its last sample with the spare row n
                         if iso:
-                            _fused_predict_iso(V, fslot[m, s], U, i, tab, aux, m, s, ll)
+                            _fused_predict_iso2(V, fslot[m, s], U, i, i + 1, tab, aux, m, s, ll, ll2)
                         else:
-                            _fused_predict_diag(V, fslot[m, s], U, i, tab, aux, m, s, ll)
+                            _fused_predict_diag2(V, fslot[m, s], U, i, i + 1, tab, aux, m, s, ll, ll2)
                 for i in range(lo, hi):
                     _fused_combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
                                        True)
@@ -244,9 +247,10 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _on_threads(kernel, args, items: int, scratch: int, dtype):
-    """``kernel(*args, lo, hi, ll)`` over items 0..items-1 split into ``numba.get_num_threads()`` contiguous
-    chunks, run on as many threads (``ll``: a scratch vector of length ``scratch`` per chunk)."""
+def _on_threads(kernel, args, items: int, scratch: tuple, dtype):
+    """``kernel(*args, lo, hi, *buffers)`` over items 0..items-1 split into ``numba.get_num_threads()``
+    contiguous chunks, run on as many threads (``buffers``: scratch vectors of the lengths ``scratch``, per
+    chunk)."""
     global _pool
     k = max(1, min(numba.get_num_threads(), items))
     ends = [items * j // k for j in range(k + 1)]
@@ -256,19 +260,29 @@ def _on_threads(kernel, args, items: int, scratch: int, dtype):
             if _pool is None:
                 _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "diffsolve-fused")
             pool = _pool
-        jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], np.empty(scratch, dtype)) for j in range(1, k)]
-    kernel(*args, ends[0], ends[1], np.empty(scratch, dtype))
+        jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], *(np.empty(n, dtype) for n in scratch))
+                for j in range(1, k)]
+    kernel(*args, ends[0], ends[1], *(np.empty(n, dtype) for n in scratch))
     for job in jobs:
         job.result()
 
 
-def fused_gmm(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
+def fused_gmm(X, history, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
               step_offset):
-    """Every step of every sample of ``X`` (in place) with the mixture model inlined: the tiles run by
-    :func:`fused_kernel` in contiguous chunks, one per thread."""
+    """Every step of every sample of ``X`` (in place) with the mixture model inlined, starting from the history
+    values ``history`` (``history[q]`` = H_q of the first step, arrays like ``X``): the tiles run by :func:`fused_kernel` in contiguous
+    chunks, one per thread."""
+    n = X.shape[0]
+    S, M = A.shape[1] - 1, E.shape[2]
+    rows = n + n % 2  # the model runs on pairs of samples: an odd n pairs its last one with a spare row of zeros
+    V = np.zeros((max(S + M, 1), rows) + X.shape[1:], dtype=X.dtype)
+    for m, h in enumerate(history):
+        V[S + m, :n] = h
+    U = np.zeros((rows,) + X.shape[1:], dtype=X.dtype)
     kernel = fused_kernel(bool(iso), bool(clipped))
     args = (X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset)
-    _on_threads(kernel, args, (X.shape[0] + TILE - 1) // TILE, aux.shape[2] - 2, X.dtype)
+    K = aux.shape[2] - 2
+    _on_threads(kernel, args, (n + TILE - 1) // TILE, (K, K), X.dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -299,7 +313,7 @@ def fused_chains(Z, plan, seed_lo, seed_hi, sidx, step_offset):
     stat = np.zeros((n, plan.segs.shape[0]), dtype=np.float64)
     g = plan.tables
     args = (Z, *work, V, plan.segs, plan.segr, plan.cf, g.tab, g.aux, seed_lo, seed_hi, sidx, step_offset, stat)
-    _on_threads(chain_kernel(bool(g.iso)), args, n, g.aux.shape[2] - 2, Z.dtype)
+    _on_threads(chain_kernel(bool(g.iso)), args, n, (g.aux.shape[2] - 2,), Z.dtype)
     return stat
 
 

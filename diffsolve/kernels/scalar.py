@@ -41,6 +41,7 @@ EXP_UNDERFLOW = -708.0
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e00
+_LN2 = 0.69314718055994530942
 _POW2_NEG = np.array([2.0**-k for k in range(1024)])  # 2**-k, k = 0..1023 (all normal numbers)
 _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(k) for k in range(2, 14))
 
@@ -298,14 +299,25 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     exp_nonpositive_d = decorate(exp_nonpositive)
 
     def softmax_inplace(ll):
-        """ll <- exp(ll - max) (0 below exp(EXP_UNDERFLOW)); returns (their sum, the max): the log-sum-exp of
-        the original ll is max + log(sum)."""
+        """ll <- exp(ll - max), flushed to 0 below 2**-(54 + b) with 2**b >= K; returns (their sum, the max): the
+        log-sum-exp of the original ll is max + log(sum).
+
+        The flushed terms, at most 2**-54 / K each next to the largest (1), sum to less than half an ulp of the
+        float64 sum, so the sum and the responsibilities are those of the full softmax to rounding.  The flush
+        keeps float32 responsibilities out of the subnormal range (a subnormal operand costs a microcode assist
+        per instruction: the float32 kernel ran slower than the float64 one) and lets the posterior skip the
+        components that cannot contribute (most of them near t = 0)."""
         K = ll.shape[0]
+        b = 0
+        while (1 << b) < K:
+            b += 1
+        cut = -(54 + b) * _LN2
         mx = ll[0]
         for k in range(1, K):
             mx = max(mx, ll[k])
         for k in range(K):
-            ll[k] = exp_nonpositive_d(ll[k] - mx)
+            z = ll[k] - mx
+            ll[k] = exp_nonpositive_d(z) if z >= cut else z - z
         tot = ll[0]
         for k in range(1, K):
             tot += ll[k]
@@ -316,12 +328,15 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     def posterior_iso(V, slot, u, i, tab, m, s, ll, inv, cx, cd):
         """Isotropic components: D = sum_k r_k p0_k + (sum_k r_k g_k) u; V[slot, i] = c_x u + c_D D.
 
-        Components go four at a time (one pass over the output row per four), blocks of zeros are skipped; the
-        first block assigns instead of accumulating."""
+        Components go four at a time (one pass over the output row per four); blocks of zero responsibilities
+        are skipped, which cannot change a bit: the row starts at 0 and a skipped block would add exact zeros
+        (so the paired form below, which skips a block only when it is zero for both samples, gives the same
+        bits as this one)."""
         K = ll.shape[0]
         d = u.shape[1]
         gsum = inv - inv
-        first = True
+        for j in range(d):
+            V[slot, i, j] = gsum
         k = 0
         while k < K:
             if k + 4 <= K:
@@ -332,27 +347,16 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                     r3 = ll[k + 3] * inv
                     gsum += (r0 * tab[m, s, 3, k, 0] + r1 * tab[m, s, 3, k + 1, 0]
                              + r2 * tab[m, s, 3, k + 2, 0] + r3 * tab[m, s, 3, k + 3, 0])
-                    if first:
-                        for j in range(d):
-                            V[slot, i, j] = (r0 * tab[m, s, 2, k, j] + r1 * tab[m, s, 2, k + 1, j]
-                                             + r2 * tab[m, s, 2, k + 2, j] + r3 * tab[m, s, 2, k + 3, j])
-                    else:
-                        for j in range(d):
-                            V[slot, i, j] += (r0 * tab[m, s, 2, k, j] + r1 * tab[m, s, 2, k + 1, j]
-                                              + r2 * tab[m, s, 2, k + 2, j] + r3 * tab[m, s, 2, k + 3, j])
-                    first = False
+                    for j in range(d):
+                        V[slot, i, j] += (r0 * tab[m, s, 2, k, j] + r1 * tab[m, s, 2, k + 1, j]
+                                          + r2 * tab[m, s, 2, k + 2, j] + r3 * tab[m, s, 2, k + 3, j])
                 k += 4
             else:
                 if ll[k] != 0:
                     r = ll[k] * inv
                     gsum += r * tab[m, s, 3, k, 0]
-                    if first:
-                        for j in range(d):
-                            V[slot, i, j] = r * tab[m, s, 2, k, j]
-                    else:
-                        for j in range(d):
-                            V[slot, i, j] += r * tab[m, s, 2, k, j]
-                    first = False
+                    for j in range(d):
+                        V[slot, i, j] += r * tab[m, s, 2, k, j]
                 k += 1
         gx = cx + cd * gsum
         for j in range(d):
@@ -391,6 +395,210 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     posterior_iso_d = fast(posterior_iso)
     posterior_diag_d = fast(posterior_diag)
 
+    # -- two samples per sweep (the CPU fused kernel's register blocking) ------------------------------------------
+    # Each table element loaded feeds both samples (i, i2): 6 loads per 8 distance updates instead of 5 per 4, and
+    # one pass over both output rows per four components.  Each sample sees the operations of the one-sample
+    # functions above in the same order whatever its partner, so its bits do not depend on the pairing (batch
+    # splits and thread counts stay bitwise invariant).
+
+    def log_lik_iso2(u, i, i2, tab, aux, m, s, ll, ll2):
+        """``log_lik_iso`` for samples i and i2 in one sweep (outputs ll, ll2)."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        k = 0
+        while k + 4 <= K:
+            a0 = aux[m, s, k] - aux[m, s, k]
+            a1, a2, a3, b0, b1, b2, b3 = a0, a0, a0, a0, a0, a0, a0
+            for j in range(d):
+                x = u[i, j]
+                y = u[i2, j]
+                t0 = tab[m, s, 0, k, j]
+                t1 = tab[m, s, 0, k + 1, j]
+                t2 = tab[m, s, 0, k + 2, j]
+                t3 = tab[m, s, 0, k + 3, j]
+                a0 += (x - t0) * (x - t0)
+                a1 += (x - t1) * (x - t1)
+                a2 += (x - t2) * (x - t2)
+                a3 += (x - t3) * (x - t3)
+                b0 += (y - t0) * (y - t0)
+                b1 += (y - t1) * (y - t1)
+                b2 += (y - t2) * (y - t2)
+                b3 += (y - t3) * (y - t3)
+            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * a0
+            ll[k + 1] = aux[m, s, k + 1] - tab[m, s, 1, k + 1, 0] * a1
+            ll[k + 2] = aux[m, s, k + 2] - tab[m, s, 1, k + 2, 0] * a2
+            ll[k + 3] = aux[m, s, k + 3] - tab[m, s, 1, k + 3, 0] * a3
+            ll2[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * b0
+            ll2[k + 1] = aux[m, s, k + 1] - tab[m, s, 1, k + 1, 0] * b1
+            ll2[k + 2] = aux[m, s, k + 2] - tab[m, s, 1, k + 2, 0] * b2
+            ll2[k + 3] = aux[m, s, k + 3] - tab[m, s, 1, k + 3, 0] * b3
+            k += 4
+        while k < K:
+            a = aux[m, s, k] - aux[m, s, k]
+            b = a
+            for j in range(d):
+                t = tab[m, s, 0, k, j]
+                a += (u[i, j] - t) * (u[i, j] - t)
+                b += (u[i2, j] - t) * (u[i2, j] - t)
+            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * a
+            ll2[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * b
+            k += 1
+
+    def log_lik_diag2(u, i, i2, tab, aux, m, s, ll, ll2):
+        """``log_lik_diag`` for samples i and i2 in one sweep (outputs ll, ll2)."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        k = 0
+        while k + 4 <= K:
+            a0 = aux[m, s, k] - aux[m, s, k]
+            a1, a2, a3, b0, b1, b2, b3 = a0, a0, a0, a0, a0, a0, a0
+            for j in range(d):
+                x = u[i, j]
+                y = u[i2, j]
+                t0 = tab[m, s, 0, k, j]
+                t1 = tab[m, s, 0, k + 1, j]
+                t2 = tab[m, s, 0, k + 2, j]
+                t3 = tab[m, s, 0, k + 3, j]
+                w0 = tab[m, s, 1, k, j]
+                w1 = tab[m, s, 1, k + 1, j]
+                w2 = tab[m, s, 1, k + 2, j]
+                w3 = tab[m, s, 1, k + 3, j]
+                a0 += (x - t0) * (x - t0) * w0
+                a1 += (x - t1) * (x - t1) * w1
+                a2 += (x - t2) * (x - t2) * w2
+                a3 += (x - t3) * (x - t3) * w3
+                b0 += (y - t0) * (y - t0) * w0
+                b1 += (y - t1) * (y - t1) * w1
+                b2 += (y - t2) * (y - t2) * w2
+                b3 += (y - t3) * (y - t3) * w3
+            ll[k] = aux[m, s, k] - a0
+            ll[k + 1] = aux[m, s, k + 1] - a1
+            ll[k + 2] = aux[m, s, k + 2] - a2
+            ll[k + 3] = aux[m, s, k + 3] - a3
+            ll2[k] = aux[m, s, k] - b0
+            ll2[k + 1] = aux[m, s, k + 1] - b1
+            ll2[k + 2] = aux[m, s, k + 2] - b2
+            ll2[k + 3] = aux[m, s, k + 3] - b3
+            k += 4
+        while k < K:
+            a = aux[m, s, k] - aux[m, s, k]
+            b = a
+            for j in range(d):
+                t = tab[m, s, 0, k, j]
+                a += (u[i, j] - t) * (u[i, j] - t) * tab[m, s, 1, k, j]
+                b += (u[i2, j] - t) * (u[i2, j] - t) * tab[m, s, 1, k, j]
+            ll[k] = aux[m, s, k] - a
+            ll2[k] = aux[m, s, k] - b
+            k += 1
+
+    def posterior_iso2(V, slot, u, i, i2, tab, m, s, ll, ll2, inv, inv2, cx, cd):
+        """``posterior_iso`` for samples i and i2, one pass over both rows per block of four components (a block
+        is skipped when it is zero for both: for one of them it may add exact zeros)."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        gsum = inv - inv
+        gsum2 = gsum
+        for j in range(d):
+            V[slot, i, j] = gsum
+            V[slot, i2, j] = gsum
+        k = 0
+        while k < K:
+            w = 4 if k + 4 <= K else 1
+            live = False
+            for q in range(k, k + w):
+                live = live or ll[q] != 0 or ll2[q] != 0
+            if live and w == 4:
+                r0 = ll[k] * inv
+                r1 = ll[k + 1] * inv
+                r2 = ll[k + 2] * inv
+                r3 = ll[k + 3] * inv
+                p0 = ll2[k] * inv2
+                p1 = ll2[k + 1] * inv2
+                p2 = ll2[k + 2] * inv2
+                p3 = ll2[k + 3] * inv2
+                g0 = tab[m, s, 3, k, 0]
+                g1 = tab[m, s, 3, k + 1, 0]
+                g2 = tab[m, s, 3, k + 2, 0]
+                g3 = tab[m, s, 3, k + 3, 0]
+                gsum += r0 * g0 + r1 * g1 + r2 * g2 + r3 * g3
+                gsum2 += p0 * g0 + p1 * g1 + p2 * g2 + p3 * g3
+                for j in range(d):
+                    t0 = tab[m, s, 2, k, j]
+                    t1 = tab[m, s, 2, k + 1, j]
+                    t2 = tab[m, s, 2, k + 2, j]
+                    t3 = tab[m, s, 2, k + 3, j]
+                    V[slot, i, j] += r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3
+                    V[slot, i2, j] += p0 * t0 + p1 * t1 + p2 * t2 + p3 * t3
+            elif live:
+                r = ll[k] * inv
+                p = ll2[k] * inv2
+                gsum += r * tab[m, s, 3, k, 0]
+                gsum2 += p * tab[m, s, 3, k, 0]
+                for j in range(d):
+                    V[slot, i, j] += r * tab[m, s, 2, k, j]
+                    V[slot, i2, j] += p * tab[m, s, 2, k, j]
+            k += w
+        gx = cx + cd * gsum
+        gx2 = cx + cd * gsum2
+        for j in range(d):
+            V[slot, i, j] = cd * V[slot, i, j] + gx * u[i, j]
+            V[slot, i2, j] = cd * V[slot, i2, j] + gx2 * u[i2, j]
+
+    def posterior_diag2(V, slot, u, i, i2, tab, m, s, ll, ll2, inv, inv2, cx, cd):
+        """``posterior_diag`` for samples i and i2 (blocks as in ``posterior_iso2``)."""
+        K = ll.shape[0]
+        d = u.shape[1]
+        for j in range(d):
+            V[slot, i, j] = inv - inv
+            V[slot, i2, j] = inv - inv
+        k = 0
+        while k < K:
+            w = 4 if k + 4 <= K else 1
+            live = False
+            for q in range(k, k + w):
+                live = live or ll[q] != 0 or ll2[q] != 0
+            if live and w == 4:
+                r0 = ll[k] * inv
+                r1 = ll[k + 1] * inv
+                r2 = ll[k + 2] * inv
+                r3 = ll[k + 3] * inv
+                p0 = ll2[k] * inv2
+                p1 = ll2[k + 1] * inv2
+                p2 = ll2[k + 2] * inv2
+                p3 = ll2[k + 3] * inv2
+                for j in range(d):
+                    x = u[i, j]
+                    y = u[i2, j]
+                    t0 = tab[m, s, 2, k, j]
+                    t1 = tab[m, s, 2, k + 1, j]
+                    t2 = tab[m, s, 2, k + 2, j]
+                    t3 = tab[m, s, 2, k + 3, j]
+                    g0 = tab[m, s, 3, k, j]
+                    g1 = tab[m, s, 3, k + 1, j]
+                    g2 = tab[m, s, 3, k + 2, j]
+                    g3 = tab[m, s, 3, k + 3, j]
+                    V[slot, i, j] += (r0 * (t0 + g0 * x) + r1 * (t1 + g1 * x) + r2 * (t2 + g2 * x)
+                                      + r3 * (t3 + g3 * x))
+                    V[slot, i2, j] += (p0 * (t0 + g0 * y) + p1 * (t1 + g1 * y) + p2 * (t2 + g2 * y)
+                                       + p3 * (t3 + g3 * y))
+            elif live:
+                r = ll[k] * inv
+                p = ll2[k] * inv2
+                for j in range(d):
+                    t = tab[m, s, 2, k, j]
+                    g = tab[m, s, 3, k, j]
+                    V[slot, i, j] += r * (t + g * u[i, j])
+                    V[slot, i2, j] += p * (t + g * u[i2, j])
+            k += w
+        for j in range(d):
+            V[slot, i, j] = cx * u[i, j] + cd * V[slot, i, j]
+            V[slot, i2, j] = cx * u[i2, j] + cd * V[slot, i2, j]
+
+    log_lik_iso2_d = fast(log_lik_iso2)
+    log_lik_diag2_d = fast(log_lik_diag2)
+    posterior_iso2_d = fast(posterior_iso2)
+    posterior_diag2_d = fast(posterior_diag2)
+
     def predictor(log_lik, posterior):
         """The exact mixture model for one sample with one component form (isotropic or diagonal)."""
 
@@ -404,8 +612,23 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
         return decorate(predict)
 
+    def pair_predictor(log_lik2, posterior2):
+        """The exact mixture model for samples i and i2 in one sweep (``predictor``'s pair form, CPU only)."""
+
+        def predict2(V, slot, u, i, i2, tab, aux, m, s, ll, ll2):
+            log_lik2(u, i, i2, tab, aux, m, s, ll, ll2)
+            tot, _ = softmax_d(ll)
+            tot2, _ = softmax_d(ll2)
+            K = ll.shape[0]
+            posterior2(V, slot, u, i, i2, tab, m, s, ll, ll2, (tot / tot) / tot, (tot2 / tot2) / tot2,
+                       aux[m, s, K], aux[m, s, K + 1])
+
+        return decorate(predict2)
+
     gmm_predict_iso = predictor(log_lik_iso_d, posterior_iso_d)
     gmm_predict_diag = predictor(log_lik_diag_d, posterior_diag_d)
+    gmm_predict_iso2 = pair_predictor(log_lik_iso2_d, posterior_iso2_d)
+    gmm_predict_diag2 = pair_predictor(log_lik_diag2_d, posterior_diag2_d)
 
     def gmm_predict(V, slot, u, i, tab, aux, m, s, ll, iso):
         """V[slot, i, :] = exact mixture model output at u[i, :] in the solver's parameterisation.
@@ -650,10 +873,16 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         langevin_chain=decorate(langevin_chain),
         gmm_predict_iso=gmm_predict_iso,
         gmm_predict_diag=gmm_predict_diag,
+        gmm_predict_iso2=gmm_predict_iso2,
+        gmm_predict_diag2=gmm_predict_diag2,
         log_lik_iso=log_lik_iso_d,
         log_lik_diag=log_lik_diag_d,
         softmax=softmax_d,
         exp_nonpositive=exp_nonpositive_d,
         posterior_iso=posterior_iso_d,
         posterior_diag=posterior_diag_d,
+        log_lik_iso2=log_lik_iso2_d,
+        log_lik_diag2=log_lik_diag2_d,
+        posterior_iso2=posterior_iso2_d,
+        posterior_diag2=posterior_diag2_d,
     )
