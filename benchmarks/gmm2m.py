@@ -110,12 +110,15 @@ def numpy_denoise(x, a, s, means, m2, logw, var0):
     return (r * (s * s / var)) @ means + x * (r @ (a * var0 / var))[:, None]
 
 
-def run_plain_numpy(job: Job):
+def run_plain_numpy(job: Job, dtype=None):
+    """The plain implementation, in ``dtype`` (default: the dtype of ``job.x0``; ``np.longdouble`` gives the
+    extended-precision reference of the accuracy line, with the same float64 coefficients)."""
     tab, consts = _stage_constants(job)
     tgt = job.target
-    means, var0 = tgt.means, tgt.variances[:, 0]
-    m2, logw = np.einsum("kd,kd->k", means, means), np.log(tgt.weights)
-    x = job.x0.copy()
+    dtype = dtype or job.x0.dtype
+    means, var0, w = (np.asarray(a, dtype=dtype) for a in (tgt.means, tgt.variances[:, 0], tgt.weights))
+    m2, logw = np.einsum("kd,kd->k", means, means), np.log(w)
+    x = job.x0.astype(dtype)
     S, M = tab.stages, tab.history
     H = [np.zeros_like(x)] * M
     for n in range(tab.steps):
@@ -218,6 +221,30 @@ def _best(fn, repeat):
     return min(times)
 
 
+def accuracy(job: Job, head: int = 8192, with_numpy_backend: bool = True) -> str:
+    """The accuracy line: per-sample errors e_i = max_j |x_ij - x*_ij| / max |x*| of the fused kernel and of the
+    numpy backend (the reference interpreter) against x*, the plain implementation in extended precision
+    (``np.longdouble``, same float64 coefficients), on the first ``head`` samples: median, 99.9 % quantile, max.
+
+    The max over samples measures the problem, not an implementation: a few trajectories run close to the
+    boundary between two modes, where the flow amplifies rounding errors ~1e4-fold, and there every float64
+    implementation (the reference interpreter included) is off by ~1e-12..1e-10 of max |x|, the same sample for
+    all of them.  The quantiles measure the implementation."""
+    small = job.head(min(head, job.n))
+    exact = run_plain_numpy(small, np.longdouble)
+    scale = np.max(np.abs(exact))
+    runs = [("cpu", run_diffsolve(small, "cpu"))]
+    if with_numpy_backend:
+        runs.append(("numpy backend", run_diffsolve(small, "numpy")))
+    parts = []
+    for name, x in runs:
+        e = (np.max(np.abs(x - exact), axis=1) / scale).astype(np.float64)
+        parts.append(f"{name} median {np.median(e):.1e}, 99.9 % {np.quantile(e, 0.999):.1e}, max {e.max():.1e} "
+                     f"(sample {e.argmax()})")
+    return (f"accuracy against extended precision, first {small.n} samples, max_j |x_ij - x*_ij| / max |x*|: "
+            + "; ".join(parts))
+
+
 def main(argv=None):
     from peak import machine_peak
 
@@ -233,15 +260,14 @@ def main(argv=None):
             ("plain NumPy (matmul)", lambda: run_plain_numpy(job), max(1, args.repeat // 2))]
     if not args.skip_numpy_backend:
         rows.append(("diffsolve numpy backend", lambda: run_diffsolve(job, "numpy"), 1))
-    ref = run_diffsolve(job, "numpy") if not args.skip_numpy_backend else run_plain_numpy(job)
-    err = float(np.max(np.abs(run_diffsolve(job, "cpu") - ref)) / np.max(np.abs(ref)))
+    acc = accuracy(job, with_numpy_backend=not args.skip_numpy_backend)
     results = {name: _best(fn, rep) for name, fn, rep in rows}
     peak = machine_peak(args.threads)
     base = results["plain NumPy (matmul)"]
     print(f"GMM-2M, solver {job.solver}, N = {job.n}, float64, {args.threads} Numba thread(s), "
           f"load average {os.getloadavg()[0]:.2f}; peak {peak / 1e9:.1f} GFLOP/s (threads x one-core Numba FMA "
-          "loop); "
-          f"max |cpu - reference| / max |reference| = {err:.1e}")
+          "loop)")
+    print(acc)
     print("| implementation | time | plain NumPy / time | GFLOP/s (4KD per eval) | fraction of peak |")
     print("|---|---|---|---|---|")
     for name, t in results.items():
