@@ -29,7 +29,6 @@ from diffsolve import predictions
 from diffsolve.targets import GaussianMixture
 
 K, D, VAR, STEPS = 16, 64, 0.05, 20
-FLOP_PER_EVAL = 4 * K * D  # distances (sub, fma) + posterior (fma): the count of docs/benchmarks.md, "Method"
 
 
 def solver_name() -> str:
@@ -57,7 +56,7 @@ class Job:
         return ds.get_solver(self.solver).table(self.schedule, self.grid)
 
     def flops(self):
-        return FLOP_PER_EVAL * self.n * STEPS * ds.get_solver(self.solver).nfe_per_step
+        return 4 * K * self.x0.shape[1] * self.n * STEPS * ds.get_solver(self.solver).nfe_per_step
 
     def head(self, m: int, dtype=np.float64) -> "Job":
         """The same job on the first ``m`` samples in ``dtype`` (samples do not depend on their batch): the
@@ -65,14 +64,14 @@ class Job:
         return Job(self.target, self.schedule, self.grid, self.x0[:m].astype(dtype), self.solver)
 
 
-def make_job(n: int = 32768, dtype=np.float64, solver: str | None = None, seed: int = 0) -> Job:
+def make_job(n: int = 32768, dtype=np.float64, solver: str | None = None, seed: int = 0, d: int = D) -> Job:
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal(K)
     w = np.exp(logits - logits.max())
-    tgt = GaussianMixture(w / w.sum(), 2.0 * rng.standard_normal((K, D)), np.full(K, VAR))
+    tgt = GaussianMixture(w / w.sum(), 2.0 * rng.standard_normal((K, d)), np.full(K, VAR))
     sch = ds.get_schedule("vp-linear", beta_min=0.1, beta_max=20.0)
     grid = ds.time_grid(sch, STEPS, "time", t_max=1.0, t_min=1e-3)
-    x0 = ds.sampling.prior_sample(sch, grid[0], n, D, seed=seed).astype(dtype)
+    x0 = ds.sampling.prior_sample(sch, grid[0], n, d, seed=seed).astype(dtype)
     return Job(tgt, sch, grid, x0, solver or solver_name())
 
 
@@ -245,6 +244,27 @@ def accuracy(job: Job, head: int = 8192, with_numpy_backend: bool = True) -> str
             + "; ".join(parts))
 
 
+def scaling(repeat: int = 3):
+    """The fused kernel's time against N (d = 64) and against d (N = 8192), with the fitted exponents
+    (least-squares slope of log time on log size, over the sizes where fixed costs no longer dominate)."""
+    lines = ["| N (d = 64) | time | ns per sample-step |", "|---|---|---|"]
+    ns = [10**3, 10**4, 10**5, 10**6]
+    tn = []
+    for n in ns:
+        job = make_job(n)
+        tn.append(_best(lambda: run_diffsolve(job, "cpu"), repeat))
+        lines.append(f"| {n} | {tn[-1] * 1e3:.2f} ms | {tn[-1] / (n * STEPS) * 1e9:.0f} |")
+    lines.append(f"fitted exponent in N (N >= 1e4): {np.polyfit(np.log(ns[1:]), np.log(tn[1:]), 1)[0]:.2f}")
+    lines += ["", "| d (N = 8192) | time | GFLOP/s (4Kd per eval) |", "|---|---|---|"]
+    ds_, td = [2, 8, 64, 256, 1024], []
+    for d in ds_:
+        job = make_job(8192, d=d)
+        td.append(_best(lambda: run_diffsolve(job, "cpu"), repeat))
+        lines.append(f"| {d} | {td[-1] * 1e3:.2f} ms | {job.flops() / td[-1] / 1e9:.2f} |")
+    lines.append(f"fitted exponent in d (d >= 64): {np.polyfit(np.log(ds_[2:]), np.log(td[2:]), 1)[0]:.2f}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     from peak import machine_peak
 
@@ -253,10 +273,17 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     p.add_argument("--skip-numpy-backend", action="store_true", help="the reference interpreter is slow")
+    p.add_argument("--scaling", action="store_true", help="only the fused kernel's time against N and d")
     args = p.parse_args(argv)
     numba.set_num_threads(args.threads)
+    if args.scaling:
+        print(f"GMM-2M fused kernel scaling, {args.threads} Numba thread(s), load average {os.getloadavg()[0]:.2f}")
+        print(scaling())
+        return
     job = make_job(args.n)
+    job32 = make_job(args.n, np.float32)
     rows = [("diffsolve cpu (fused)", lambda: run_diffsolve(job, "cpu"), args.repeat),
+            ("diffsolve cpu (fused, float32)", lambda: run_diffsolve(job32, "cpu"), args.repeat),
             ("plain NumPy (matmul)", lambda: run_plain_numpy(job), max(1, args.repeat // 2))]
     if not args.skip_numpy_backend:
         rows.append(("diffsolve numpy backend", lambda: run_diffsolve(job, "numpy"), 1))
@@ -268,7 +295,12 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.2f}; peak {peak / 1e9:.1f} GFLOP/s (threads x one-core Numba FMA "
           "loop)")
     print(acc)
-    print("| implementation | time | plain NumPy / time | GFLOP/s (4KD per eval) | fraction of peak |")
+    x64 = run_diffsolve(job, "cpu")
+    e32 = np.max(np.abs(run_diffsolve(job32, "cpu") - x64), axis=1) / np.max(np.abs(x64))
+    print(f"float32 fused kernel against the float64 one, max_j |x32_ij - x64_ij| / max |x64|: median "
+          f"{np.median(e32):.1e}, 99.9 % {np.quantile(e32, 0.999):.1e}, max {e32.max():.1e} (the max: trajectories near a "
+          "boundary between modes, which float32 rounding can send to the other mode)")
+    print("| implementation | time | plain NumPy / time | GFLOP/s (4KD per eval) | fraction of float64 peak |")
     print("|---|---|---|---|---|")
     for name, t in results.items():
         rate = job.flops() / t
