@@ -298,8 +298,8 @@ def main(argv=None):
     x64 = run_diffsolve(job, "cpu")
     e32 = np.max(np.abs(run_diffsolve(job32, "cpu") - x64), axis=1) / np.max(np.abs(x64))
     print(f"float32 fused kernel against the float64 one, max_j |x32_ij - x64_ij| / max |x64|: median "
-          f"{np.median(e32):.1e}, 99.9 % {np.quantile(e32, 0.999):.1e}, max {e32.max():.1e} (the max: trajectories near a "
-          "boundary between modes, which float32 rounding can send to the other mode)")
+          f"{np.median(e32):.1e}, 99.9 % {np.quantile(e32, 0.999):.1e}, max {e32.max():.1e} (the max: "
+          "trajectories near a boundary between modes, which float32 rounding can send to the other mode)")
     print("| implementation | time | plain NumPy / time | GFLOP/s (4KD per eval) | fraction of float64 peak |")
     print("|---|---|---|---|---|")
     for name, t in results.items():

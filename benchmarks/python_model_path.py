@@ -95,9 +95,9 @@ def main(argv=None):
         print("|---|---|---|---|")
         for n, (s, a) in zip(sizes, rows):
             print(f"| {n} | {s * 1e6:.1f} us | {a * 1e6:.1f} us | {s / a:.2f}x |")
-        big = [i for i, n in enumerate(sizes) if n >= 10**4]
-        print(f"fitted exponent (n >= 1e4): diffsolve {fit_exponent([sizes[i] for i in big], [rows[i][0] for i in big]):.2f}, "
-              f"axpy {fit_exponent([sizes[i] for i in big], [rows[i][1] for i in big]):.2f}")
+        big = [(n, s, a) for n, (s, a) in zip(sizes, rows) if n >= 10**4]
+        ns, ts, ta = zip(*big)
+        print(f"fitted exponent (n >= 1e4): diffsolve {fit_exponent(ns, ts):.2f}, axpy {fit_exponent(ns, ta):.2f}")
 
 
 if __name__ == "__main__":

@@ -270,8 +270,8 @@ def _on_threads(kernel, args, items: int, scratch: tuple, dtype):
 def fused_gmm(X, history, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,
               step_offset):
     """Every step of every sample of ``X`` (in place) with the mixture model inlined, starting from the history
-    values ``history`` (``history[q]`` = H_q of the first step, arrays like ``X``): the tiles run by :func:`fused_kernel` in contiguous
-    chunks, one per thread."""
+    values ``history`` (``history[q]`` = H_q of the first step, arrays like ``X``): the tiles run by
+    :func:`fused_kernel` in contiguous chunks, one per thread."""
     n = X.shape[0]
     S, M = A.shape[1] - 1, E.shape[2]
     rows = n + n % 2  # the model runs on pairs of samples: an odd n pairs its last one with a spare row of zeros

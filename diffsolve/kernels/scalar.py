@@ -329,8 +329,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
         Components go four at a time (one pass over the output row per four); blocks of zero responsibilities
         are skipped, which cannot change a bit: the row starts at 0 and a skipped block would add exact zeros
-        (so the paired form below, which skips a block only when it is zero for both samples, gives the same
-        bits as this one)."""
+        (so the paired form below, which skips a block only when it is zero for both samples, does for each
+        sample what this one does)."""
         K = ll.shape[0]
         d = u.shape[1]
         gsum = inv - inv
