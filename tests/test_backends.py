@@ -183,9 +183,10 @@ def test_scalar_source_runs_as_plain_python_with_the_same_numbers():
 
 
 @pytest.mark.parametrize("tgt", [TGT, DIAG9], ids=["iso", "diag"])
-def test_paired_model_is_the_one_sample_model_twice(tgt):
-    """The pair form of the mixture model (the CPU fused kernel's register blocking) does per sample the
-    operations of the one-sample form: equal bits in plain Python, rounding-level agreement compiled."""
+def test_grouped_model_is_the_one_sample_model_per_sample(tgt):
+    """The grouped forms of the mixture model (the CPU fused kernel's register blocking: four isotropic samples,
+    two diagonal ones per sweep) do per sample the operations of the one-sample form: equal bits in plain
+    Python, whatever the group's other members; rounding-level agreement compiled."""
     from diffsolve.kernels import cpu as kc
     from diffsolve.kernels import plan
     from diffsolve.kernels.scalar import make_kernels
@@ -193,22 +194,37 @@ def test_paired_model_is_the_one_sample_model_twice(tgt):
     py = make_kernels(lambda f: f)
     g = plan.gmm_stage_tables(tgt, VP, np.array([[0.3], [0.02]]), "data", np.float64)
     K = g.aux.shape[2] - 2
-    u = _x0(tgt, n=3, seed=4) * 0.4
-    one, two = np.zeros((2, 3, tgt.dim)), np.zeros((2, 3, tgt.dim))
-    form = "iso" if g.iso else "diag"
+    u = _x0(tgt, n=5, seed=4) * 0.4
+    order = [4, 0, 2, 1] if g.iso else [4, 0]  # a group of rows in no particular order
+    form, size = ("iso", 4) if g.iso else ("diag", 2)
     for m in range(2):
-        for i in (0, 2):
+        one, grouped = np.zeros((2, 5, tgt.dim)), np.zeros((2, 5, tgt.dim))
+        for i in order:
             getattr(py, f"gmm_predict_{form}")(one, 1, u, i, g.tab, g.aux, m, 0, np.empty(K))
-        getattr(py, f"gmm_predict_{form}2")(two, 1, u, 2, 0, g.tab, g.aux, m, 0, np.empty(K), np.empty(K))
-        np.testing.assert_array_equal(two[1, [0, 2]], one[1, [0, 2]])
-        compiled = np.zeros_like(two)
-        _compiled_pair(getattr(kc._kf, f"gmm_predict_{form}2"), compiled, u, g.tab, g.aux, m, K)
-        np.testing.assert_allclose(compiled[1, [0, 2]], one[1, [0, 2]], rtol=1e-13, atol=1e-14)
+        _run_group(py, form, grouped, u[order], g, m, K)
+        np.testing.assert_array_equal(grouped[1, :size], one[1, order])
+        compiled = np.zeros_like(grouped)
+        run = _compiled_iso4 if g.iso else _compiled_diag2
+        run(getattr(kc._kf, f"gmm_predict_{form}{size}"), compiled, u[order], g.tab, g.aux, m, K)
+        np.testing.assert_allclose(compiled[1, :size], one[1, order], rtol=1e-13, atol=1e-14)
+
+
+def _run_group(kernels, form, V, u, g, m, K):
+    scratch = [np.empty(K) for _ in range(4)]
+    if form == "iso":
+        kernels.gmm_predict_iso4(V, 1, u, 0, g.tab, g.aux, m, 0, *scratch)
+    else:
+        kernels.gmm_predict_diag2(V, 1, u, 0, 1, g.tab, g.aux, m, 0, *scratch[:2])
 
 
 @numba.njit
-def _compiled_pair(fn, V, u, tab, aux, m, K):
-    fn(V, 1, u, 2, 0, tab, aux, m, 0, np.empty(K), np.empty(K))
+def _compiled_iso4(fn, V, u, tab, aux, m, K):
+    fn(V, 1, u, 0, tab, aux, m, 0, np.empty(K), np.empty(K), np.empty(K), np.empty(K))
+
+
+@numba.njit
+def _compiled_diag2(fn, V, u, tab, aux, m, K):
+    fn(V, 1, u, 0, 1, tab, aux, m, 0, np.empty(K), np.empty(K))
 
 
 @numba.njit
@@ -230,8 +246,8 @@ def test_subclassed_target_takes_the_generic_path():
 # -- layout invariance ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["fused", "fused-diag", "generic", "synthetic", "generic-parallel"])
 def test_cpu_bitwise_invariant_to_threads_and_batch_split(path):
-    """The fused kernel runs the model on pairs of samples: a split at an odd index (23) re-pairs every later
-    sample and pairs sample 22 with the spare row, which must not change a bit."""
+    """The fused kernel runs the model on groups of samples (four isotropic, two diagonal): a split at 23 regroups
+    every later sample and completes the group of samples 20-22 with a spare row, which must not change a bit."""
     x0 = _x0(TGT, n=64, seed=9)
     table = synthetic_table(seed=4)
     big = np.random.default_rng(5).standard_normal((64, 1, 32, 32))  # above PARALLEL_MIN_SIZE

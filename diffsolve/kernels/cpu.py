@@ -56,7 +56,7 @@ mala_propose, mala_accept, uld_refresh, uld_move, snr_move = (_k.mala_propose, _
 gmm_predict = _k.gmm_predict  # the exact-flag build of the scalar sources (tests compare it with plain Python)
 _kf = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=FUSED_FASTMATH))
 _fused_combine_row = _kf.combine_row
-_fused_predict_iso2 = _kf.gmm_predict_iso2
+_fused_predict_iso4 = _kf.gmm_predict_iso4
 _fused_predict_diag2 = _kf.gmm_predict_diag2
 _fused_clip_add = _kf.clip_add
 # The chain kernel evaluates the mixture at five call sites (Tweedie start, setup, midpoint, proposal, ULD), in
@@ -185,10 +185,10 @@ def fused_kernel(iso: bool, clipped: bool):
     """The fused mixture kernel for one component form (``iso``), with or without the clipped momentum.
 
     ``kernel(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
-    c_lo, c_hi, ll, ll2)`` advances the samples of tiles c_lo..c_hi-1 (TILE samples each) through every step;
-    ``ll``, ``ll2`` are scratch vectors of length K.  The model runs on pairs of samples (each table load feeds
-    two: register blocking), so the stage inputs ``U`` and the slots ``V`` have an even number of rows, one more
-    than ``X`` when its count is odd.
+    c_lo, c_hi, ll, ll2, ll3, ll4)`` advances the samples of tiles c_lo..c_hi-1 (TILE samples each) through every
+    step; ``ll``..``ll4`` are scratch vectors of length K.  The model runs on groups of four (isotropic) or two
+    (diagonal) samples, each table load feeding the group (register blocking), so the stage inputs ``U`` and the
+    slots ``V`` have a multiple of four rows, up to three more than ``X``.
 
     * The flags are closure constants: Numba prunes the branches not taken before it inlines the scalar kernels,
       so each specialisation compiles only the code it runs.  They and the source stamp are part of the cache
@@ -206,7 +206,7 @@ def fused_kernel(iso: bool, clipped: bool):
     stamp = f"{SOURCE_STAMP}/fused/iso={iso}/clipped={clipped}"
 
     def fused(X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset,
-              c_lo, c_hi, ll, ll2):
+              c_lo, c_hi, ll, ll2, ll3, ll4):
         if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
             return
         n = X.shape[0]
@@ -221,10 +221,12 @@ def fused_kernel(iso: bool, clipped: bool):
                     for i in range(lo, hi):
                         _fused_combine_row(U, X, V, i, A, B, E, C, m, s, fslot, hslot, seed_lo, seed_hi, sidx[i],
                                            step, False)
-                    for i in range(lo, hi, 2):  # pairs; an odd n pairs its last sample with the spare row n
-                        if iso:
-                            _fused_predict_iso2(V, fslot[m, s], U, i, i + 1, tab, aux, m, s, ll, ll2)
-                        else:
+                    # groups of four (isotropic) or two samples; the last group may reach into the spare rows
+                    if iso:
+                        for i in range(lo, hi, 4):
+                            _fused_predict_iso4(V, fslot[m, s], U, i, tab, aux, m, s, ll, ll2, ll3, ll4)
+                    else:
+                        for i in range(lo, hi, 2):
                             _fused_predict_diag2(V, fslot[m, s], U, i, i + 1, tab, aux, m, s, ll, ll2)
                 for i in range(lo, hi):
                     _fused_combine_row(X, X, V, i, A, B, E, C, m, S, fslot, hslot, seed_lo, seed_hi, sidx[i], step,
@@ -274,7 +276,7 @@ def fused_gmm(X, history, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab,
     :func:`fused_kernel` in contiguous chunks, one per thread."""
     n = X.shape[0]
     S, M = A.shape[1] - 1, E.shape[2]
-    rows = n + n % 2  # the model runs on pairs of samples: an odd n pairs its last one with a spare row of zeros
+    rows = n + (-n) % 4  # the model runs on groups of samples: the last group is completed with spare zero rows
     V = np.zeros((max(S + M, 1), rows) + X.shape[1:], dtype=X.dtype)
     for m, h in enumerate(history):
         V[S + m, :n] = h
@@ -282,7 +284,7 @@ def fused_gmm(X, history, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab,
     kernel = fused_kernel(bool(iso), bool(clipped))
     args = (X, V, U, A, B, E, C, fslot, hslot, KB, KE, bound, tab, aux, seed_lo, seed_hi, sidx, step_offset)
     K = aux.shape[2] - 2
-    _on_threads(kernel, args, (n + TILE - 1) // TILE, (K, K), X.dtype)
+    _on_threads(kernel, args, (n + TILE - 1) // TILE, (K, K, K, K), X.dtype)
 
 
 @functools.lru_cache(maxsize=None)

@@ -394,23 +394,27 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     posterior_iso_d = fast(posterior_iso)
     posterior_diag_d = fast(posterior_diag)
 
-    # -- two samples per sweep (the CPU fused kernel's register blocking) ------------------------------------------
-    # Each table element loaded feeds both samples (i, i2): 6 loads per 8 distance updates instead of 5 per 4, and
-    # one pass over both output rows per four components.  Each sample sees the operations of the one-sample
-    # functions above in the same order whatever its partner, so its bits do not depend on the pairing (batch
-    # splits and thread counts stay bitwise invariant).
+    # -- several samples per sweep (the CPU fused kernel's register blocking) ---------------------------------------
+    # Each table element loaded feeds several samples: four in the isotropic distance sweep (8 loads per 16
+    # distance updates instead of 5 per 4), two in the diagonal one and in the posteriors (one pass over both
+    # output rows per four components).  Each sample sees the operations of the one-sample functions above in the
+    # same order whatever its partners, so its bits do not depend on the grouping (batch splits and thread counts
+    # stay bitwise invariant).
 
-    def log_lik_iso2(u, i, i2, tab, aux, m, s, ll, ll2):
-        """``log_lik_iso`` for samples i and i2 in one sweep (outputs ll, ll2)."""
+    def log_lik_iso4(u, i, i2, i3, i4, tab, aux, m, s, ll, ll2, ll3, ll4):
+        """``log_lik_iso`` for samples i..i4 in one sweep (outputs ll..ll4): 8 loads per 16 distance updates."""
         K = ll.shape[0]
         d = u.shape[1]
         k = 0
         while k + 4 <= K:
-            a0 = aux[m, s, k] - aux[m, s, k]
-            a1, a2, a3, b0, b1, b2, b3 = a0, a0, a0, a0, a0, a0, a0
+            z = aux[m, s, k] - aux[m, s, k]
+            a0, a1, a2, a3, b0, b1, b2, b3 = z, z, z, z, z, z, z, z
+            c0, c1, c2, c3, e0, e1, e2, e3 = z, z, z, z, z, z, z, z
             for j in range(d):
                 x = u[i, j]
                 y = u[i2, j]
+                v = u[i3, j]
+                w = u[i4, j]
                 t0 = tab[m, s, 0, k, j]
                 t1 = tab[m, s, 0, k + 1, j]
                 t2 = tab[m, s, 0, k + 2, j]
@@ -423,24 +427,30 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 b1 += (y - t1) * (y - t1)
                 b2 += (y - t2) * (y - t2)
                 b3 += (y - t3) * (y - t3)
-            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * a0
-            ll[k + 1] = aux[m, s, k + 1] - tab[m, s, 1, k + 1, 0] * a1
-            ll[k + 2] = aux[m, s, k + 2] - tab[m, s, 1, k + 2, 0] * a2
-            ll[k + 3] = aux[m, s, k + 3] - tab[m, s, 1, k + 3, 0] * a3
-            ll2[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * b0
-            ll2[k + 1] = aux[m, s, k + 1] - tab[m, s, 1, k + 1, 0] * b1
-            ll2[k + 2] = aux[m, s, k + 2] - tab[m, s, 1, k + 2, 0] * b2
-            ll2[k + 3] = aux[m, s, k + 3] - tab[m, s, 1, k + 3, 0] * b3
+                c0 += (v - t0) * (v - t0)
+                c1 += (v - t1) * (v - t1)
+                c2 += (v - t2) * (v - t2)
+                c3 += (v - t3) * (v - t3)
+                e0 += (w - t0) * (w - t0)
+                e1 += (w - t1) * (w - t1)
+                e2 += (w - t2) * (w - t2)
+                e3 += (w - t3) * (w - t3)
+            for q, a, b, c, e in ((0, a0, b0, c0, e0), (1, a1, b1, c1, e1), (2, a2, b2, c2, e2), (3, a3, b3, c3, e3)):
+                g = tab[m, s, 1, k + q, 0]
+                h = aux[m, s, k + q]
+                ll[k + q] = h - g * a
+                ll2[k + q] = h - g * b
+                ll3[k + q] = h - g * c
+                ll4[k + q] = h - g * e
             k += 4
         while k < K:
-            a = aux[m, s, k] - aux[m, s, k]
-            b = a
-            for j in range(d):
-                t = tab[m, s, 0, k, j]
-                a += (u[i, j] - t) * (u[i, j] - t)
-                b += (u[i2, j] - t) * (u[i2, j] - t)
-            ll[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * a
-            ll2[k] = aux[m, s, k] - tab[m, s, 1, k, 0] * b
+            g = tab[m, s, 1, k, 0]
+            h = aux[m, s, k]
+            for uu, out in ((i, ll), (i2, ll2), (i3, ll3), (i4, ll4)):
+                a = h - h
+                for j in range(d):
+                    a += (u[uu, j] - tab[m, s, 0, k, j]) * (u[uu, j] - tab[m, s, 0, k, j])
+                out[k] = h - g * a
             k += 1
 
     def log_lik_diag2(u, i, i2, tab, aux, m, s, ll, ll2):
@@ -593,7 +603,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             V[slot, i, j] = cx * u[i, j] + cd * V[slot, i, j]
             V[slot, i2, j] = cx * u[i2, j] + cd * V[slot, i2, j]
 
-    log_lik_iso2_d = fast(log_lik_iso2)
+    log_lik_iso4_d = fast(log_lik_iso4)
     log_lik_diag2_d = fast(log_lik_diag2)
     posterior_iso2_d = fast(posterior_iso2)
     posterior_diag2_d = fast(posterior_diag2)
@@ -626,7 +636,17 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
     gmm_predict_iso = predictor(log_lik_iso_d, posterior_iso_d)
     gmm_predict_diag = predictor(log_lik_diag_d, posterior_diag_d)
-    gmm_predict_iso2 = pair_predictor(log_lik_iso2_d, posterior_iso2_d)
+    def gmm_predict_iso4(V, slot, u, i, tab, aux, m, s, ll, ll2, ll3, ll4):
+        """The isotropic mixture model for samples i..i+3: one distance sweep for the four (the sweep is bound by
+        loads, and four samples share each table load), then the posterior by pairs (``posterior_iso2``)."""
+        log_lik_iso4_d(u, i, i + 1, i + 2, i + 3, tab, aux, m, s, ll, ll2, ll3, ll4)
+        K = ll.shape[0]
+        for j, la, lb in ((i, ll, ll2), (i + 2, ll3, ll4)):
+            tot, _ = softmax_d(la)
+            tot2, _ = softmax_d(lb)
+            posterior_iso2_d(V, slot, u, j, j + 1, tab, m, s, la, lb, (tot / tot) / tot, (tot2 / tot2) / tot2,
+                             aux[m, s, K], aux[m, s, K + 1])
+
     gmm_predict_diag2 = pair_predictor(log_lik_diag2_d, posterior_diag2_d)
 
     def gmm_predict(V, slot, u, i, tab, aux, m, s, ll, iso):
@@ -872,7 +892,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         langevin_chain=decorate(langevin_chain),
         gmm_predict_iso=gmm_predict_iso,
         gmm_predict_diag=gmm_predict_diag,
-        gmm_predict_iso2=gmm_predict_iso2,
+        gmm_predict_iso4=decorate(gmm_predict_iso4),
         gmm_predict_diag2=gmm_predict_diag2,
         log_lik_iso=log_lik_iso_d,
         log_lik_diag=log_lik_diag_d,
@@ -880,7 +900,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         exp_nonpositive=exp_nonpositive_d,
         posterior_iso=posterior_iso_d,
         posterior_diag=posterior_diag_d,
-        log_lik_iso2=log_lik_iso2_d,
+        log_lik_iso4=log_lik_iso4_d,
         log_lik_diag2=log_lik_diag2_d,
         posterior_iso2=posterior_iso2_d,
         posterior_diag2=posterior_diag2_d,
