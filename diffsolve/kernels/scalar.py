@@ -500,6 +500,22 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             ll2[k] = aux[m, s, k] - b
             k += 1
 
+    def block(ll, ll2, k):
+        """(width, live) of the block of components starting at k in the paired posteriors: four while four
+        remain, else one; live when a responsibility in it is nonzero for either sample."""
+        w = 4 if k + 4 <= ll.shape[0] else 1
+        live = False
+        for q in range(k, k + w):
+            live = live or ll[q] != 0 or ll2[q] != 0
+        return w, live
+
+    def scaled4(ll, k, inv):
+        """The responsibilities of components k..k+3 (weights ll times the normaliser's inverse)."""
+        return ll[k] * inv, ll[k + 1] * inv, ll[k + 2] * inv, ll[k + 3] * inv
+
+    block_d = decorate(block)
+    scaled4_d = decorate(scaled4)
+
     def posterior_iso2(V, slot, u, i, i2, tab, m, s, ll, ll2, inv, inv2, cx, cd):
         """``posterior_iso`` for samples i and i2, one pass over both rows per block of four components (a block
         is skipped when it is zero for both: for one of them it may add exact zeros)."""
@@ -512,19 +528,10 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             V[slot, i2, j] = gsum
         k = 0
         while k < K:
-            w = 4 if k + 4 <= K else 1
-            live = False
-            for q in range(k, k + w):
-                live = live or ll[q] != 0 or ll2[q] != 0
+            w, live = block_d(ll, ll2, k)
             if live and w == 4:
-                r0 = ll[k] * inv
-                r1 = ll[k + 1] * inv
-                r2 = ll[k + 2] * inv
-                r3 = ll[k + 3] * inv
-                p0 = ll2[k] * inv2
-                p1 = ll2[k + 1] * inv2
-                p2 = ll2[k + 2] * inv2
-                p3 = ll2[k + 3] * inv2
+                r0, r1, r2, r3 = scaled4_d(ll, k, inv)
+                p0, p1, p2, p3 = scaled4_d(ll2, k, inv2)
                 g0 = tab[m, s, 3, k, 0]
                 g1 = tab[m, s, 3, k + 1, 0]
                 g2 = tab[m, s, 3, k + 2, 0]
@@ -562,19 +569,10 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             V[slot, i2, j] = inv - inv
         k = 0
         while k < K:
-            w = 4 if k + 4 <= K else 1
-            live = False
-            for q in range(k, k + w):
-                live = live or ll[q] != 0 or ll2[q] != 0
+            w, live = block_d(ll, ll2, k)
             if live and w == 4:
-                r0 = ll[k] * inv
-                r1 = ll[k + 1] * inv
-                r2 = ll[k + 2] * inv
-                r3 = ll[k + 3] * inv
-                p0 = ll2[k] * inv2
-                p1 = ll2[k + 1] * inv2
-                p2 = ll2[k + 2] * inv2
-                p3 = ll2[k + 3] * inv2
+                r0, r1, r2, r3 = scaled4_d(ll, k, inv)
+                p0, p1, p2, p3 = scaled4_d(ll2, k, inv2)
                 for j in range(d):
                     x = u[i, j]
                     y = u[i2, j]
