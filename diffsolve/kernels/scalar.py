@@ -402,7 +402,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     # stay bitwise invariant).
 
     def log_lik_iso4(u, i, i2, i3, i4, tab, aux, m, s, ll, ll2, ll3, ll4):
-        """``log_lik_iso`` for samples i..i4 in one sweep (outputs ll..ll4): 8 loads per 16 distance updates."""
+        """``log_lik_iso`` for samples i, i2, i3, i4 in one sweep (outputs ll..ll4): 8 loads per 16 distance
+        updates."""
         K = ll.shape[0]
         d = u.shape[1]
         k = 0
