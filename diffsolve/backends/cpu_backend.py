@@ -14,8 +14,6 @@ count (``numba.set_num_threads``) or on how the batch is split (``sample_offset`
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..kernels import cpu as kernels
@@ -41,14 +39,6 @@ def _pieces(d: int) -> int:
 def _coefficients(conv, dtype):
     """A conversion's (fx, fd, tx, td) in the state's dtype: a float32 state converts in float32 (float64 scalars
     would promote every element to float64 and back, at half the vector width)."""
-    try:
-        return _cast_coefficients(conv, np.dtype(dtype))
-    except TypeError:  # unhashable coefficients (arrays from a user's schedule): cast without the cache
-        return _cast_coefficients.__wrapped__(conv, np.dtype(dtype))
-
-
-@functools.lru_cache(maxsize=4096)  # a Stepper asks for the same few conversions once per step
-def _cast_coefficients(conv, dtype):
     c = dtype.type
     return c(conv.fx), c(conv.fd), c(conv.tx), c(conv.td)
 
