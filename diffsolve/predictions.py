@@ -82,6 +82,13 @@ class Conversion(NamedTuple):
         """``value`` (type ``frm``) at state ``x`` as type ``to``."""
         return value if self.identity else self.tx * x + self.td * ((value - self.fx * x) / self.fd)
 
+    def in_dtype(self, dtype) -> tuple:
+        """(fx, fd, tx, td) as scalars of ``dtype``, for the compiled kernels: a float32 state then converts in
+        float32, as :meth:`apply` does with NumPy (float64 scalars would promote every element to float64 and
+        back, at half the vector width)."""
+        c = np.dtype(dtype).type
+        return c(self.fx), c(self.fd), c(self.tx), c(self.td)
+
 
 IDENTITY = Conversion(0.0, 1.0, 0.0, 1.0, True)
 

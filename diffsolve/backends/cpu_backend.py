@@ -36,13 +36,6 @@ def _pieces(d: int) -> int:
     return 1
 
 
-def _coefficients(conv, dtype):
-    """A conversion's (fx, fd, tx, td) in the state's dtype: a float32 state converts in float32 (float64 scalars
-    would promote every element to float64 and back, at half the vector width)."""
-    c = dtype.type
-    return c(conv.fx), c(conv.fd), c(conv.tx), c(conv.td)
-
-
 class CpuEngine(HostEngine):
     """Compiled CPU passes.  Long rows are processed as pieces (reshaped views: the compiled loops index every
     piece from column 0, which lets LLVM vectorise them) in parallel; the noise keys still use each element's
@@ -74,7 +67,7 @@ class CpuEngine(HostEngine):
         p = _pieces(d)
         return kernels.loops(u.size).convert(
             V.reshape(V.shape[0], n * p, d // p), slot, vals.reshape(n * p, d // p), u.reshape(n * p, d // p),
-            *_coefficients(conv, u.dtype), conv.identity)
+            *conv.in_dtype(u.dtype), conv.identity)
 
     def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step):
         """``convert`` then ``combine`` row by row in one pass: each row's converted model output is still in
@@ -85,7 +78,7 @@ class CpuEngine(HostEngine):
         p = _pieces(d)
         piece = (n * p, d // p)
         return kernels.loops(x.size).advance(
-            V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), *_coefficients(conv, u.dtype),
+            V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), *conv.in_dtype(u.dtype),
             conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
             rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step, out is x)
 

@@ -142,7 +142,7 @@ class CudaEngine(Engine):
     def convert(self, V, slot, vals, u, conv):
         self._bad.copy_to_device(np.zeros(1, dtype=np.int64))
         kernels.convert_kernel[kernels.blocks_for(u.shape[0] * u.shape[1]), kernels.THREADS](
-            V, slot, vals, u, conv.fx, conv.fd, conv.tx, conv.td, conv.identity, self._bad)
+            V, slot, vals, u, *conv.in_dtype(u.dtype), conv.identity, self._bad)
         return int(self._bad.copy_to_host()[0])
 
     def fuses(self, target, program):
