@@ -401,6 +401,27 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
     # same order whatever its partners, so its bits do not depend on the grouping (batch splits and thread counts
     # stay bitwise invariant).
 
+    def column4(tab, m, s, r, k, j):
+        """The table entries tab[m, s, r, k..k+3, j] (four components at coordinate j)."""
+        return tab[m, s, r, k, j], tab[m, s, r, k + 1, j], tab[m, s, r, k + 2, j], tab[m, s, r, k + 3, j]
+
+    def block(ll, ll2, k):
+        """(width, live) of the block of components starting at k in the paired posteriors: four while four
+        remain, else one; live when a responsibility in it is nonzero for either sample."""
+        w = 4 if k + 4 <= ll.shape[0] else 1
+        live = False
+        for q in range(k, k + w):
+            live = live or ll[q] != 0 or ll2[q] != 0
+        return w, live
+
+    def scaled4(ll, k, inv):
+        """The responsibilities of components k..k+3 (weights ll times the normaliser's inverse)."""
+        return ll[k] * inv, ll[k + 1] * inv, ll[k + 2] * inv, ll[k + 3] * inv
+
+    column4_d = decorate(column4)
+    block_d = decorate(block)
+    scaled4_d = decorate(scaled4)
+
     def log_lik_iso4(u, i, i2, i3, i4, tab, aux, m, s, ll, ll2, ll3, ll4):
         """``log_lik_iso`` for samples i, i2, i3, i4 in one sweep (outputs ll..ll4): 8 loads per 16 distance
         updates."""
@@ -416,10 +437,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 y = u[i2, j]
                 v = u[i3, j]
                 w = u[i4, j]
-                t0 = tab[m, s, 0, k, j]
-                t1 = tab[m, s, 0, k + 1, j]
-                t2 = tab[m, s, 0, k + 2, j]
-                t3 = tab[m, s, 0, k + 3, j]
+                t0, t1, t2, t3 = column4_d(tab, m, s, 0, k, j)
                 a0 += (x - t0) * (x - t0)
                 a1 += (x - t1) * (x - t1)
                 a2 += (x - t2) * (x - t2)
@@ -465,14 +483,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             for j in range(d):
                 x = u[i, j]
                 y = u[i2, j]
-                t0 = tab[m, s, 0, k, j]
-                t1 = tab[m, s, 0, k + 1, j]
-                t2 = tab[m, s, 0, k + 2, j]
-                t3 = tab[m, s, 0, k + 3, j]
-                w0 = tab[m, s, 1, k, j]
-                w1 = tab[m, s, 1, k + 1, j]
-                w2 = tab[m, s, 1, k + 2, j]
-                w3 = tab[m, s, 1, k + 3, j]
+                t0, t1, t2, t3 = column4_d(tab, m, s, 0, k, j)
+                w0, w1, w2, w3 = column4_d(tab, m, s, 1, k, j)
                 a0 += (x - t0) * (x - t0) * w0
                 a1 += (x - t1) * (x - t1) * w1
                 a2 += (x - t2) * (x - t2) * w2
@@ -501,22 +513,6 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             ll2[k] = aux[m, s, k] - b
             k += 1
 
-    def block(ll, ll2, k):
-        """(width, live) of the block of components starting at k in the paired posteriors: four while four
-        remain, else one; live when a responsibility in it is nonzero for either sample."""
-        w = 4 if k + 4 <= ll.shape[0] else 1
-        live = False
-        for q in range(k, k + w):
-            live = live or ll[q] != 0 or ll2[q] != 0
-        return w, live
-
-    def scaled4(ll, k, inv):
-        """The responsibilities of components k..k+3 (weights ll times the normaliser's inverse)."""
-        return ll[k] * inv, ll[k + 1] * inv, ll[k + 2] * inv, ll[k + 3] * inv
-
-    block_d = decorate(block)
-    scaled4_d = decorate(scaled4)
-
     def posterior_iso2(V, slot, u, i, i2, tab, m, s, ll, ll2, inv, inv2, cx, cd):
         """``posterior_iso`` for samples i and i2, one pass over both rows per block of four components (a block
         is skipped when it is zero for both: for one of them it may add exact zeros)."""
@@ -540,10 +536,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 gsum += r0 * g0 + r1 * g1 + r2 * g2 + r3 * g3
                 gsum2 += p0 * g0 + p1 * g1 + p2 * g2 + p3 * g3
                 for j in range(d):
-                    t0 = tab[m, s, 2, k, j]
-                    t1 = tab[m, s, 2, k + 1, j]
-                    t2 = tab[m, s, 2, k + 2, j]
-                    t3 = tab[m, s, 2, k + 3, j]
+                    t0, t1, t2, t3 = column4_d(tab, m, s, 2, k, j)
                     V[slot, i, j] += r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3
                     V[slot, i2, j] += p0 * t0 + p1 * t1 + p2 * t2 + p3 * t3
             elif live:
@@ -577,14 +570,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 for j in range(d):
                     x = u[i, j]
                     y = u[i2, j]
-                    t0 = tab[m, s, 2, k, j]
-                    t1 = tab[m, s, 2, k + 1, j]
-                    t2 = tab[m, s, 2, k + 2, j]
-                    t3 = tab[m, s, 2, k + 3, j]
-                    g0 = tab[m, s, 3, k, j]
-                    g1 = tab[m, s, 3, k + 1, j]
-                    g2 = tab[m, s, 3, k + 2, j]
-                    g3 = tab[m, s, 3, k + 3, j]
+                    t0, t1, t2, t3 = column4_d(tab, m, s, 2, k, j)
+                    g0, g1, g2, g3 = column4_d(tab, m, s, 3, k, j)
                     V[slot, i, j] += (r0 * (t0 + g0 * x) + r1 * (t1 + g1 * x) + r2 * (t2 + g2 * x)
                                       + r3 * (t3 + g3 * x))
                     V[slot, i2, j] += (p0 * (t0 + g0 * y) + p1 * (t1 + g1 * y) + p2 * (t2 + g2 * y)
