@@ -41,6 +41,7 @@ from scipy.integrate import solve_ivp
 import diffsolve as ds
 import diffsolve.solvers.papers  # noqa: F401  (registers the accelerated and SEEDS solvers)
 from diffsolve.accuracy.order import exact_error
+from diffsolve.solvers.registry import FINALS, build_program
 from diffsolve.errors import DiffsolveError, DiffsolveWarning
 
 PROBLEMS = {"gmm-d2-k8": "gmm:d=2,k=8,seed=0", "gmm-d4-k6": "gmm:d=4,k=6,seed=1",
@@ -163,9 +164,9 @@ def ours_grid(spacing, steps):
     return np.append(ds.time_grid(VP, steps - 1, spacing), 0.0)
 
 
-def run_ours(problem, solver, spacing, nfe):
-    """(steps, NFE made, (error, far)) of diffsolve's ``solver`` with at most ``nfe`` model calls; None if the grid
-    would have too few steps."""
+def run_ours(problem, solver, spacing, nfe, final="solver"):
+    """(steps, NFE made, (error, far)) of diffsolve's ``solver`` with at most ``nfe`` model calls under the
+    end-point policy ``final`` (ds.sample's); None if the grid would have too few steps."""
     k = ds.get_solver(solver).nfe_per_step
     steps = (nfe - 1) // k + 1  # the step to sigma = 0 makes one call
     if steps < (2 if spacing in ("logsnr", "karras") else 1):
@@ -177,7 +178,7 @@ def run_ours(problem, solver, spacing, nfe):
 
     model = Counted(denoiser)
     x = ds.sample(solver, model, VP, ours_grid(spacing, steps), x_init=_level(VP.t_max)[1] * problem.start(S_T_VP),
-                  prediction="data")
+                  prediction="data", final=final)
     return steps, model.calls, problem.error(x, S_T_VP)
 
 
@@ -299,7 +300,7 @@ PEERS = {
 SDE_TARGET = "gaussian:d=8"
 
 
-def run_sde(target, solver, spacing, nfe):
+def run_sde(target, solver, spacing, nfe, final="solver"):
     """(steps, NFE, W2) of a stochastic solver: the exact law of its output on a Gaussian target, propagated
     through its program from the exact law at t = 1 (its own warm-up), against the data law; None if too few."""
     sol = ds.get_solver(solver)
@@ -309,12 +310,12 @@ def run_sde(target, solver, spacing, nfe):
     grid = ours_grid(spacing, steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiffsolveWarning)  # the stability warnings of explicit SDE steps
-        calls = sum(seg.table.tau.size for seg in sol.program(VP, grid).segments)
-        return steps, calls, exact_error(sol, target, VP, grid, "w2", exact_history=False)
+        calls = sum(seg.table.tau.size for seg in build_program(sol, VP, grid, final=final).segments)
+        return steps, calls, exact_error(sol, target, VP, grid, "w2", exact_history=False, final=final)
 
 
 # ------------------------------------------------------------------------------------------------ the study
-def measure(problems, solvers, grids, nfes, peers, sde=(), n=256, log=print):
+def measure(problems, solvers, grids, nfes, peers, sde=(), n=256, log=print, final="solver"):
     """(rows, failures).  rows: {problem, kind, solver, grid, steps, nfe, error, far} of every configuration, a
     repeated step count measured once (far: samples farther than FAR from their reference; kind "sde": the
     exact-law W2 of a stochastic solver on SDE_TARGET, far None).  failures: {problem, solver, grid, nfe_target,
@@ -323,11 +324,13 @@ def measure(problems, solvers, grids, nfes, peers, sde=(), n=256, log=print):
     tasks = {}
     for name in problems:
         prob = Problem.from_spec(name, PROBLEMS[name], n=n)
-        jobs = [("diffsolve", s, g, lambda m, s=s, g=g, p=prob: run_ours(p, s, g, m)) for s in solvers for g in grids]
+        jobs = [("diffsolve", s, g, lambda m, s=s, g=g, p=prob: run_ours(p, s, g, m, final)) for s in solvers
+                for g in grids]
         tasks[name] = jobs + [("peer", p, "native", lambda m, p=p, q=prob: PEERS[p].run(q, m)) for p in peers]
     if sde:
         gauss = ds.targets.from_spec(SDE_TARGET)
-        tasks["gaussian-d8"] = [("sde", s, g, lambda m, s=s, g=g: run_sde(gauss, s, g, m)) for s in sde for g in grids]
+        tasks["gaussian-d8"] = [("sde", s, g, lambda m, s=s, g=g: run_sde(gauss, s, g, m, final)) for s in sde
+                                for g in grids]
     for name, jobs in tasks.items():
         t0 = time.perf_counter()
         for kind, solver, grid, fn in jobs:
@@ -535,11 +538,13 @@ def study(args):
                                  f"{', '.join(PROBLEMS)}")
     t0 = time.perf_counter()
     rows, failures = measure(cfg["problems"], cfg["solvers"], GRIDS, cfg["nfes"], cfg["peers"], cfg.get("sde", ()),
-                             n=args.samples, log=lambda s: print(s, file=sys.stderr))
+                             n=args.samples, log=lambda s: print(s, file=sys.stderr), final=args.final)
     tight = max(reference_tightness(Problem.from_spec(p, PROBLEMS[p], n=args.samples)) for p in cfg["problems"])
     argv = [a for a, on in (("--quick", args.quick), (f"--samples {args.samples}", args.samples != 256),
-                            (f"--problems {args.problems}", bool(args.problems))) if on]
+                            (f"--problems {args.problems}", bool(args.problems)),
+                            (f"--final {args.final}", args.final != "solver")) if on]
     meta = dict(command=" ".join(["python benchmarks/quality.py"] + argv), samples=args.samples, nfes=list(cfg["nfes"]),
+                final=args.final,
                 reference=dict(method="DOP853", rtol=REF_TOL, atol=REF_TOL), tightness=tight,
                 error="RMS over samples of the Euclidean norm ||x - x_ref|| in R^d at sigma = 0",
                 seconds=time.perf_counter() - t0, failures=failures)
@@ -552,6 +557,8 @@ def main(argv=None):
     ap.add_argument("--out", default="quality-out", help="folder for quality.json, quality.md, quality.png")
     ap.add_argument("--samples", type=int, default=256, help="samples per problem (default 256)")
     ap.add_argument("--problems", default=None, help=f"comma-separated subset of {', '.join(PROBLEMS)}")
+    ap.add_argument("--final", default="solver", choices=FINALS,
+                    help="diffsolve's end-point policy (ds.sample's final=; default solver)")
     ap.add_argument("--replot", default=None, metavar="JSON", help="rewrite quality.md / .png from a quality.json")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)

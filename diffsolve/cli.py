@@ -185,18 +185,20 @@ def cmd_sample(args):
     from .grids import time_grid
     from .sampling import sample
     from .program import Segment
+    from .solvers.registry import trim_final
     from .targets import Gaussian, from_spec
 
     out = _output_file(args.out, "--out", ".npy") if args.out else None  # before any work
     sch = _schedule(args)
     target = from_spec(args.target)
-    grid = time_grid(sch, args.steps, args.spacing)
+    grid = time_grid(sch, args.steps, args.spacing, to_zero=args.to_zero)
     solver = _solver(args.solver, _params(args.param))
     with _dask(args) as client:
         start = time.perf_counter()
         x = _on(client, sample, "sample")(solver, target, sch, grid, n=args.n, seed=args.seed, backend=args.backend,
-                                          progress=not args.quiet)
+                                          progress=not args.quiet, final=args.final)
         elapsed = time.perf_counter() - start
+    grid = trim_final(sch, grid, args.final)  # final="none" ends at the last positive sigma
     t_end = float(grid[-1])
     ref = target.sample(args.n, seed=args.seed + 1, t=t_end, schedule=sch)
     ref2 = target.sample(args.n, seed=args.seed + 2, t=t_end, schedule=sch)
@@ -214,7 +216,8 @@ def cmd_sample(args):
     if isinstance(target, Gaussian) and all(isinstance(seg, Segment) for seg in solver.program(sch, grid).segments):
         from .accuracy import exact_error  # exact laws of table programs (a Langevin chain has none)
 
-        report["exact_w2_of_output_law"] = exact_error(solver, target, sch, grid, "w2", exact_history=False)
+        report["exact_w2_of_output_law"] = exact_error(solver, target, sch, grid, "w2", exact_history=False,
+                                                       final=args.final)
     if out:
         np.save(out, x)
         report["out"] = out
@@ -360,6 +363,7 @@ def _dask_option(p):
 
 def build_parser():
     from .claims import PAPERS, durations
+    from .solvers.registry import FINALS
 
     parser = argparse.ArgumentParser(prog="diffsolve", description="diffusion samplers derived by SymPy, compiled by Numba")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -375,6 +379,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save samples to FILE.npy")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="solver parameter (repeatable), e.g. eta=0.5")
+    p.add_argument("--to-zero", action="store_true",
+                   help="end the grid with one more step, to sigma = 0 (the grid's steps include it)")
+    p.add_argument("--final", choices=FINALS, default="solver",
+                   help="how a grid ending at sigma = 0 takes its last step: solver (default; its own step), "
+                        "denoise (one denoising call) or none (stop at the last positive sigma)")
     _common(p)
     _dask_option(p)
     p.set_defaults(func=cmd_sample)

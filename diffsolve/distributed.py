@@ -312,7 +312,7 @@ def sample(solver, model, schedule, grid, *, n=None, client=None, chunk_size=Non
     history = [] if history is None else list(history)
     params = {k: v for k, v in options.items() if k not in _sample_keywords()}
     run = prepare_run(solver, schedule, grid, seed=options.get("seed", 0), sample_offset=sample_offset,
-                      history=len(history), **params)
+                      history=len(history), final=options.get("final", "solver"), **params)
     inputs = _inputs(n, model, x_init, history, options.get("model_kwargs"), batched_kwargs)
     run.sample_index(inputs.total)  # the noise keys' bound, before any work
     if inputs.batched:  # the per-sample entries travel with their chunks

@@ -194,8 +194,12 @@ def _end_point(value, name, schedule):
 
 
 def time_grid(schedule: Schedule, steps: int, spacing="logsnr", *, t_max: float | None = None,
-              t_min: float | None = None, **options) -> np.ndarray:
+              t_min: float | None = None, to_zero: bool = False, **options) -> np.ndarray:
     """N+1 strictly decreasing times from ``t_max`` to ``t_min`` (defaults: the schedule's range).
+
+    ``to_zero=True``: N - 1 steps of the spacing to ``t_min``, then one step to the clean end (sigma = 0, the
+    start of the schedule's domain), the k-diffusion / EDM convention; how a sampler takes that last step is its
+    ``final`` policy (:func:`diffsolve.sample`).
 
     ``spacing``: ``"time"`` (uniform in t), ``"logsnr"`` (uniform in lam; all history ratios r = 1; option
     ``lam_min``), ``"karras"`` (rho-spaced in sigma/alpha; options ``rho=7``, ``sigma_max``, ``sigma_min``),
@@ -234,6 +238,14 @@ def time_grid(schedule: Schedule, steps: int, spacing="logsnr", *, t_max: float 
     t_min = _end_point(t_min, "t_min", schedule)
     if not t_max > t_min:
         raise DiffsolveError(f"need t_max > t_min, got t_max={t_max}, t_min={t_min}")
+    if not isinstance(to_zero, (bool, np.bool_)):
+        raise DiffsolveError(f"to_zero must be True or False, got {type(to_zero).__name__} {_plain(to_zero)}")
+    if to_zero:
+        t_zero = _clean_end(schedule, t_min)
+        if steps == 1:
+            return validate_grid(schedule, [t_max, t_zero])
+        head = time_grid(schedule, int(steps) - 1, spacing, t_max=t_max, t_min=t_min, **options)
+        return validate_grid(schedule, np.append(head, t_zero))
     grid = rule(schedule, int(steps), t_max, t_min, **options)
     try:
         grid = validate_grid(schedule, grid)
@@ -245,6 +257,19 @@ def time_grid(schedule: Schedule, steps: int, spacing="logsnr", *, t_max: float 
         ) from None
     _check_noise_floor(schedule, grid, spacing, options)
     return grid
+
+
+def _clean_end(schedule, t_min) -> float:
+    """The time of sigma = 0 (lam = +inf) at the start of the schedule's domain, below ``t_min``."""
+    t_zero = float(schedule.domain[0])
+    if not np.isposinf(_lam_at(schedule, t_zero)):
+        raise DiffsolveError(f"to_zero=True needs a schedule that reaches sigma = 0, but {schedule.name!r} has "
+                             f"lam = {_lam_at(schedule, t_zero):.6g} at the start t = {t_zero} of its domain; end "
+                             "the grid at t_min instead (to_zero=False)")
+    if not t_min > t_zero:
+        raise DiffsolveError(f"to_zero=True adds a last node at sigma = 0 (t = {t_zero}), but t_min = {t_min} is "
+                             "already there; pass to_zero=False or a t_min > 0")
+    return t_zero
 
 
 def _check_noise_floor(schedule, grid, spacing, options):

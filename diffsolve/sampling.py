@@ -84,7 +84,7 @@ AUTO = "auto"  # sample()'s default dtype: float64 (NumPy / the prior) or x_init
 def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_init=None, seed: int = 0,
            backend: str = "numpy", prediction: str | None = None, history=None, sample_offset: int = 0,
            progress: bool = False, dtype=AUTO, model_kwargs=None, callback=None, save_every: int | None = None,
-           **params):
+           final: str = "solver", **params):
     """Sample with ``solver`` (a name or :class:`Solver`) along ``grid`` (decreasing times).
 
     ``model`` is a target (exact model) or a callable ``(x, t, **model_kwargs) -> prediction`` whose type is given
@@ -95,6 +95,11 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
     (``history[m-1]`` is the model output at ``grid[M - m]``) and ``x_init`` is the state at ``grid[M]``.
     ``dtype`` is the working precision: float64 or float32; None keeps x_init's; the default ``"auto"`` is float64
     for NumPy inputs and x_init's dtype for a torch tensor (float16 / bfloat16: float32).
+    ``final`` is the end-point policy of a grid that ends at sigma = 0 (``time_grid(..., to_zero=True)``):
+    ``"solver"`` (default) lets the solver take that step itself (the deterministic data-prediction multistep
+    solvers extrapolate their data predictions to sigma = 0, the others denoise), ``"denoise"`` takes the
+    one-call denoising step x_0 = alpha(0) D for every solver, ``"none"`` stops at the last positive sigma
+    (docs/algorithms/exponential_integrators.md §3.8).
     ``backend``: ``numpy`` (reference), ``cpu`` (Numba, parallel; a target runs fused in one compiled loop),
     ``cuda``, or an engine instance.  Extra keyword arguments are solver parameters (e.g. ``eta=0.5``).
 
@@ -114,7 +119,8 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
     if isinstance(dtype, str) and dtype == AUTO:
         dtype = None if torch is not None else np.float64
     dtype = _working_dtype(dtype)
-    run = prepare_run(solver, schedule, grid, seed=seed, sample_offset=sample_offset, history=len(history), **params)
+    run = prepare_run(solver, schedule, grid, seed=seed, sample_offset=sample_offset, history=len(history),
+                      final=final, **params)
     adapter = ModelAdapter(model, schedule, run.prediction, prediction, model_kwargs)
     recording = callback is not None or save_every is not None
     record = (lambda kind: Recorder(run, kind, callback, save_every)) if recording else None

@@ -35,6 +35,7 @@ from .predictions import check_prediction, conversion
 from .program import Program, Segment
 from .schedules import Schedule
 from .solvers import Solver, get_solver
+from .solvers.registry import build_program, trim_final
 
 __all__ = ["Call", "DRIVERS", "Run", "RunState", "Stepper", "prepare_run"]
 
@@ -85,18 +86,19 @@ def _check_keys(seed, sample_offset):
     split_seed(seed)  # the noise stream's own check of the seed
 
 
-def prepare_run(solver, schedule, grid, *, seed=0, sample_offset=0, history=0, **params) -> Run:
-    """Validate a run's arguments once, before anything uses them, and build its program."""
+def prepare_run(solver, schedule, grid, *, seed=0, sample_offset=0, history=0, final="solver", **params) -> Run:
+    """Validate a run's arguments once, before anything uses them, and build its program (``final``: the
+    end-point policy of :func:`~diffsolve.solvers.registry.build_program`)."""
     solver = get_solver(solver, **params)
     if not isinstance(schedule, Schedule):
         raise DiffsolveError(f"schedule must be a diffsolve Schedule, got {type(schedule).__name__}; "
                              "use ds.get_schedule(...)")
-    grid = validate_grid(schedule, grid)
+    grid = trim_final(schedule, validate_grid(schedule, grid), final, history)
     _check_keys(seed, sample_offset)
     if history and history != solver.history:
         raise DiffsolveError(f"solver {solver.name!r} keeps {solver.history} history values (newest first); "
                              f"pass all of them or none, got {history}")
-    program = solver.program(schedule, grid, start=history, exact_history=bool(history))
+    program = build_program(solver, schedule, grid, start=history, exact_history=bool(history), final=final)
     return Run(solver.name, solver.prediction, schedule, program, int(seed), int(sample_offset), int(history), solver,
                grid)
 
@@ -175,7 +177,7 @@ class _Table:
         table, eng = segment.table, state.engine
         self.rows = plan.segment_rows(segment, state.dtype)
         self.bound = eng.bind(self.rows)
-        self.tau, self.steps, self.stages = table.tau, table.steps, table.stages
+        self.tau, self.steps, self.stages, self.history = table.tau, table.steps, table.stages, table.history
         self.V = eng.zeros((max(table.stages + table.history, 1),) + state.flat, state.dtype)
         self.convs = [[state.conversion(table.tau[m, s], state.run.prediction) for s in range(table.stages)]
                       for m in range(table.steps)]
@@ -192,8 +194,8 @@ def drive_table(segment: Segment, state: RunState, first: int):
     seg, eng, X, U = _Table(state, segment), state.engine, state.X, state.U
     state.cache.clear()  # a table changes the state: nothing a previous segment left about it stays valid
     S = seg.stages
-    for m, h in enumerate(state.history):  # shapes checked by the Stepper
-        h, _ = eng.to_engine(h, f"history[{m}]")
+    for m, h in enumerate(state.history[: seg.history]):  # shapes checked by the Stepper; a table that reads
+        h, _ = eng.to_engine(h, f"history[{m}]")              # fewer (a denoising step) takes the newest ones
         eng.copy_in(seg.V[S + m], h.reshape(state.flat))
     state.history = []
     for m in range(seg.steps):
@@ -249,7 +251,8 @@ class Stepper:
     times), ``x_init`` (n, ...) the state at ``grid[0]`` (or at ``grid[M]`` with ``history``), ``prediction`` the
     type the model returns (``eps``, ``data``, ``v``, ``score``, ``flow``), ``backend`` (``cpu``, ``cuda``,
     ``numpy`` or an engine instance), ``seed`` and ``sample_offset`` (noise keys), ``history`` (newest first) for
-    an exact multistep start; extra keywords are solver parameters.
+    an exact multistep start, ``final`` the end-point policy of a grid ending at sigma = 0 (``solver``, ``denoise``
+    or ``none``; :func:`diffsolve.sample`); extra keywords are solver parameters.
 
     Attributes: ``done``; ``x_model`` / ``t_model`` the next model call's input and time; ``needs_energy``
     whether that call also needs log p_t (pass it to :meth:`step`); ``x`` the current state; ``step_index`` /
@@ -257,10 +260,10 @@ class Stepper:
     """
 
     def __init__(self, solver, schedule, grid, *, x_init, prediction="eps", backend="cpu", seed=0,
-                 sample_offset=0, history=None, **params):
+                 sample_offset=0, history=None, final="solver", **params):
         history = [] if history is None else list(history)
         run = prepare_run(solver, schedule, grid, seed=seed, sample_offset=sample_offset, history=len(history),
-                          **params)
+                          final=final, **params)
         self._start(run, x_init, check_prediction(prediction), backends.engine(backend), history)
 
     @classmethod

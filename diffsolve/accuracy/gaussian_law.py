@@ -30,12 +30,14 @@ def propagate(program, target: Gaussian, schedule, prediction: str, mean, cov):
             raise DiffsolveError(f"exact-law propagation takes table segments; segment {k} is a "
                                  f"{type(segment).__name__} (use Monte Carlo, or a ULA table, for it)")
         table = segment.linear_table()
+        M = table.history
         if k:  # a new segment keeps x and starts from zero history values
-            M = table.history
             mean = np.concatenate([mean[:, :1], np.zeros((mean.shape[0], M))], axis=1)
             x_var = cov[:, :1, :1]
             cov = np.zeros((cov.shape[0], 1 + M, 1 + M))
             cov[:, :1, :1] = x_var
+        elif mean.shape[1] > 1 + M:  # a first segment that reads fewer history values (the newest M) than given
+            mean, cov = mean[:, : 1 + M], cov[:, : 1 + M, : 1 + M]
         mean, cov = _propagate_table(table, target, schedule, prediction, mean, cov)
     return mean, cov
 

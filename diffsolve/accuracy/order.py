@@ -13,6 +13,7 @@ from ..plots import plot_into
 from ..progress import Progress
 from ..schedules import Schedule
 from ..solvers import get_solver
+from ..solvers.registry import build_program, trim_final
 from ..targets import Gaussian, Target
 from .gaussian_law import initial_law, propagate
 from .metrics import METRICS
@@ -90,10 +91,13 @@ def plot_studies(studies, path=None, ax=None):
     return plot_into(draw, path, ax, figsize=(6, 4.5), dpi=120)
 
 
-def exact_error(solver, target: Gaussian, schedule: Schedule, grid, metric: str = "w2", exact_history: bool = True) -> float:
-    """Distance between the solver's exact output law and the exact marginal at grid[-1], from an exact start."""
+def exact_error(solver, target: Gaussian, schedule: Schedule, grid, metric: str = "w2", exact_history: bool = True,
+                final: str = "solver") -> float:
+    """Distance between the solver's exact output law and the exact marginal at grid[-1], from an exact start
+    (``final``: the end-point policy of :func:`~diffsolve.solvers.registry.build_program`)."""
     solver = get_solver(solver)
     M = solver.history if exact_history else 0
+    grid = trim_final(schedule, grid, final, M)
     if grid.size - 1 <= M:
         raise DiffsolveError(f"{solver.name} needs more than {M} steps on this grid, got {grid.size - 1}")
     mean, cov = initial_law(target, schedule, grid, M, solver.prediction, solver.eta)
@@ -102,7 +106,7 @@ def exact_error(solver, target: Gaussian, schedule: Schedule, grid, metric: str 
         pad = np.zeros((target.dim, 1 + solver.history, 1 + solver.history))
         pad[:, 0, 0] = cov[:, 0, 0]
         cov = pad
-    program = solver.program(schedule, grid, start=M, exact_history=exact_history)
+    program = build_program(solver, schedule, grid, start=M, exact_history=exact_history, final=final)
     mean, cov = propagate(program, target, schedule, solver.prediction, mean, cov)
     m_ref, v_ref = target.marginal_moments(grid[-1], schedule)
     return METRICS[metric](mean[:, 0], cov[:, 0, 0], m_ref, v_ref)

@@ -77,8 +77,9 @@ class Engine:
             if isinstance(part, tuple):
                 chains = plan.chain_plan(part, first, target, schedule, X.dtype)
                 plan.chain_stats(part, self.fused_chains(X, chains, keys, step_offset), stats)
-            else:
-                self.fused_table(part, target, schedule, prediction, X, history, keys, step_offset + first)
+            else:  # a table reads its newest M history values (a denoising step: none)
+                self.fused_table(part, target, schedule, prediction, X, tuple(history)[: part.table.history], keys,
+                                 step_offset + first)
             history = ()
         return X
 

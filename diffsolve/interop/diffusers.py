@@ -24,6 +24,7 @@ from ..errors import DiffsolveError
 from ..grids import SPACINGS, time_grid
 from ..program import Segment
 from ..schedules import Schedule
+from ..solvers.registry import peer_conventions
 from ..stepper import Stepper, prepare_run
 
 __all__ = ["DiffsolveScheduler", "GRIDS", "PREDICTIONS"]
@@ -83,6 +84,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._params = dict(solver_params or {})
         if variant is not None:
             self._params["variant"] = variant
+        # the peers' stepping: no warm-down, and a step to sigma = 0 that denoises (final_sigmas_type="zero")
+        self._params = {**peer_conventions(solver, variant), "final": "denoise", **self._params}
         probe = self._run(time_grid(self.schedule, 2, "time"))  # refuses unknown solvers / parameters now
         self._solver = probe.solver
         self.init_noise_sigma = 1.0  # VP and flow: x_T ~ N(0, 1)

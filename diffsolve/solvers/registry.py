@@ -20,8 +20,13 @@ from ..predictions import coefficients
 from ..program import Program, Segment
 from ..tableau import StepTable, StepVariables
 
-__all__ = ["Builder", "MomentumClip", "Sampler", "Solver", "register", "register_pattern", "get_solver", "list_solvers",
-           "solver_names"]
+__all__ = ["Builder", "FINALS", "MomentumClip", "Sampler", "Solver", "build_program", "register", "register_pattern",
+           "get_solver", "list_solvers", "solver_names"]
+
+WARM_DOWN = 2.0  # a level may amplify its history at most this much more than on a uniform grid (measured)
+# the families whose multistep levels warm down; the accelerated samplers keep their papers' start-up rules
+WARM_DOWN_FAMILIES = ("exponential-multistep", "unipc", "deis")
+
 
 class Sampler:
     """Base of every registry entry: ``name``, ``prediction``, ``history``, ``program(schedule, grid, ...)``,
@@ -90,10 +95,21 @@ class Solver(Sampler):
     keep: int = 0
     corrections: tuple = ()
     extra: dict = field(default_factory=dict)
+    warm_down: float = WARM_DOWN  # math.inf: the plain warm-up of the peers (see levels)
 
     # -- parameters ------------------------------------------------------------------------------------
     def with_params(self, **params) -> "Solver":
-        """A copy with runtime parameters changed (e.g. ``eta=0.5``)."""
+        """A copy with runtime parameters changed (e.g. ``eta=0.5``); ``warm_down`` sets the multistep warm-down
+        bound of :func:`warm_down` (``math.inf``: none, the lower-order steps only while history is missing, as
+        diffusers with ``lower_order_final=False`` and k-diffusion step)."""
+        if "warm_down" in params:
+            params = dict(params)
+            kappa = params.pop("warm_down")
+            if isinstance(kappa, bool) or not isinstance(kappa, (int, float, np.integer, np.floating)) or not kappa >= 1:
+                raise DiffsolveError(f"solver {self.name!r}: warm_down must be a number >= 1 (how much more a "
+                                     f"multistep level may amplify its history than on a uniform grid; inf: never "
+                                     f"warm down), got {_plain(kappa)}; the default is {WARM_DOWN:g}")
+            return replace(self, warm_down=float(kappa)).with_params(**params)
         values = dict(zip(self.param_names, self.params))
         for key, value in params.items():
             if key not in values:
@@ -161,16 +177,27 @@ class Solver(Sampler):
         """The warm-up level (history values available) of every step ``start..N-1``.
 
         Without ``exact_history`` a multistep method warms up with the lower-order formulas while fewer history
-        values exist; infinite steps (to sigma = 0) always use the first-order formula
+        values exist, and warms down where the step is long against the history it would extrapolate
+        (:func:`warm_down`); infinite steps (to sigma = 0) fill their row from the first-order formula
         (docs/algorithms/exponential_integrators.md §3.8).
         """
+        available = self.history_available(schedule, grid, start, exact_history)
         lam = schedule.lam(np.asarray(grid, dtype=np.float64))
-        finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])  # history nodes at -inf drop out
-        n = lam.size - 1 - start
-        available = np.array([self.history if exact_history else min(finite_before[start + i], self.history)
-                              for i in range(n)], dtype=np.int64)
+        if not exact_history and self.family in WARM_DOWN_FAMILIES and self.warm_down < np.inf:
+            available = np.array([warm_down(lam, start + i, j, self.warm_down) for i, j in enumerate(available)],
+                                 dtype=np.int64)
         available[~np.isfinite(np.diff(lam)[start:])] = 0
         return available
+
+    def history_available(self, schedule, grid, start: int = 0, exact_history: bool = False) -> np.ndarray:
+        """The history values (at most ``history``) the steps ``start..N-1`` can use: with ``exact_history`` all,
+        else those of the earlier grid nodes with a finite log-SNR (nodes at lam = -inf drop out)."""
+        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
+        n = lam.size - 1 - start
+        if exact_history:
+            return np.full(n, self.history, dtype=np.int64)
+        finite_before = np.concatenate([[0], np.cumsum(np.isfinite(lam))[:-1]])
+        return np.minimum(finite_before[start:start + n], self.history).astype(np.int64)
 
     def step_variables(self, schedule, grid, start: int = 0, levels=None) -> StepVariables:
         """Per-step variables for the steps ``start .. N-1`` of ``grid`` (history from earlier nodes); the stage
@@ -230,7 +257,8 @@ class Solver(Sampler):
                            + (tail,))
         available = self.levels(schedule, grid, start, exact_history)
         v = self.step_variables(schedule, grid, start, available)
-        table = self._fill(v, available, schedule, grid, start)
+        table = self._own_final_step(self._fill(v, available, schedule, grid, start), schedule, grid, start,
+                                     exact_history)
         program = Program((Segment(table, tuple(build(self, v, available, table) for build in self.corrections)),))
         if start == 0 and not exact_history:
             self.check_stability(program, schedule, grid, v.h)
@@ -285,7 +313,32 @@ class Solver(Sampler):
             raise DiffsolveError(f"solver {self.name!r} applies corrections after its rows (e.g. a clipped momentum): "
                                  "its table alone is not the method; use solver.program(schedule, grid)")
         available = self.levels(schedule, grid, start, exact_history)
-        return self._fill(self.step_variables(schedule, grid, start, available), available, schedule, grid, start)
+        table = self._fill(self.step_variables(schedule, grid, start, available), available, schedule, grid, start)
+        return self._own_final_step(table, schedule, grid, start, exact_history)
+
+    def extrapolates_to_zero(self) -> bool:
+        """Whether the solver's own step to sigma = 0 extrapolates its history (:func:`final_weights`): a
+        deterministic data-prediction multistep solver without stages or corrections."""
+        return (self.prediction == "data" and self.stages == 1 and self.history > 0 and not self.stochastic
+                and not self.corrections and self.eta == 0)
+
+    def _own_final_step(self, table: StepTable, schedule, grid, start, exact_history) -> StepTable:
+        """Replace the first-order row of a step to sigma = 0 by the extrapolation of the data predictions it holds
+        (:func:`final_weights`, as many nodes as the solver's order allows) where :meth:`extrapolates_to_zero`."""
+        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
+        if np.isfinite(lam[-1]) or not self.extrapolates_to_zero() or lam.size - 1 - start < 1:
+            return table
+        held = int(self.history_available(schedule, grid, start, exact_history)[-1])
+        nodes = min(self.order, held + 1)
+        if nodes < 2:
+            return table
+        w = float(schedule.alpha(grid[-1])) * final_weights(lam[lam.size - 2 - np.arange(nodes)])
+        S = self.stages
+        table.A[-1, S] = 0.0
+        table.B[-1, S, 0] = w[0]
+        table.E[-1, S, :] = 0.0
+        table.E[-1, S, : nodes - 1] = w[1:]
+        return table
 
     def _fill(self, v: StepVariables, available, schedule, grid, start) -> StepTable:
         n = v.h.size
@@ -322,6 +375,38 @@ class Solver(Sampler):
         return f"Solver({self.name!r}, order={self.order}, nfe_per_step={self.nfe_per_step}, prediction={self.prediction!r})"
 
 
+
+
+def extrapolation_growth(nodes, at: float) -> float:
+    """Lebesgue constant sum_i |l_i(at)| of the Lagrange basis on ``nodes`` at the point ``at``: how much the
+    interpolating polynomial can amplify errors in the values it extrapolates."""
+    nodes = np.asarray(nodes, dtype=np.float64)
+    total = 0.0
+    for i, x in enumerate(nodes):
+        others = np.delete(nodes, i)
+        total += abs(float(np.prod((at - others) / (x - others))))
+    return total
+
+
+def warm_down(lam: np.ndarray, g: int, level: int, kappa: float = WARM_DOWN) -> int:
+    """The level (history values used) of the step from grid node ``g`` with log-SNRs ``lam``: the largest j <=
+    ``level`` whose interpolation nodes lam_g, lam_{g-1}, ..., lam_{g-j}, extrapolated over the step to
+    lam_{g+1}, amplify errors at most ``kappa`` times as much as uniform nodes do (2^{j+1} - 1).
+
+    On a log-SNR grid every level passes; where a step is much longer than the ones before (the last step of a
+    time-uniform grid that ends at a small sigma: h = 2.9 after 0.67) the high-order extrapolation is what blew up
+    (dpmpp-4m 17-57 against 0.3-1.1 at 8 NFE), and the lower-order formula is used instead, as the published
+    ``lower_order_final`` does for the last steps (docs/algorithms/exponential_integrators.md §3.8)."""
+    h = lam[g + 1] - lam[g]
+    if not np.isfinite(h):
+        return level
+    for j in range(level, 0, -1):
+        nodes = (lam[g - np.arange(j + 1)] - lam[g]) / h
+        if extrapolation_growth(nodes, 1.0) <= kappa * (2 ** (j + 1) - 1):
+            return j
+    return 0
+
+
 _FINAL_PROBES: dict = {}
 
 
@@ -340,6 +425,73 @@ def _finite_final_step(solver: Solver) -> bool:
             ok = all(np.isfinite(getattr(sub, k)).all() for k in "ABEC")
         _FINAL_PROBES[key] = ok
     return _FINAL_PROBES[key]
+
+
+FINALS = ("solver", "denoise", "none")  # end-point policies (build_program)
+
+
+def check_final(final) -> str:
+    """``final`` as one of :data:`FINALS` (a DiffsolveError naming the value otherwise)."""
+    if not isinstance(final, str) or final not in FINALS:
+        raise DiffsolveError(f"final must be one of {', '.join(map(repr, FINALS))} (how a grid that ends at "
+                             f"sigma = 0 takes its last step), got {_plain(final)}; the default is 'solver'")
+    return final
+
+
+def ends_at_zero(schedule, grid) -> bool:
+    """Whether ``grid`` ends at sigma = 0 (lam = +inf)."""
+    return bool(np.isposinf(schedule.lam(np.asarray(grid, dtype=np.float64)[-1:])).all())
+
+
+def trim_final(schedule, grid, final: str, start: int = 0) -> np.ndarray:
+    """``grid`` without its node at sigma = 0 under ``final="none"`` (the run ends at the last positive sigma)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if check_final(final) != "none" or not ends_at_zero(schedule, grid):
+        return grid
+    if grid.size - 1 - start < 2:
+        raise DiffsolveError(f"final='none' drops the grid's step to sigma = 0, and this grid (t = "
+                             f"{_plain(grid.tolist())}) has no other step to take; pass a longer grid or final='solver'")
+    return grid[:-1]
+
+
+def build_program(solver: Sampler, schedule, grid, *, start: int = 0, exact_history: bool = False,
+                  final: str = "solver") -> Program:
+    """The program of ``solver`` on ``grid`` under the end-point policy ``final`` (what a grid ending at sigma = 0
+    does with its last step; docs/algorithms/exponential_integrators.md §3.8):
+
+    ``"solver"``  the solver's own step: a deterministic data-prediction multistep solver extrapolates its data
+                  predictions to sigma = 0 (:func:`final_weights`), the others take the denoising step;
+    ``"denoise"`` the one-call denoising step :func:`denoise_to_zero` (first order: x_0 = alpha(0) D) for every
+                  solver, as k-diffusion and diffusers' ``lower_order_final`` do;
+    ``"none"``    no step to sigma = 0: the run ends at the grid's last positive sigma (:func:`trim_final`).
+
+    A grid that ends at sigma > 0 runs as it is under every policy."""
+    grid = trim_final(schedule, grid, final, start)
+    if final != "denoise" or not ends_at_zero(schedule, grid) or grid.size - start < 2:
+        return solver.program(schedule, grid, start=start, exact_history=exact_history)
+    tail = Segment(denoise_to_zero(schedule, grid[-2], grid[-1], solver.prediction))
+    if grid.size - start == 2:
+        return Program((tail,))
+    return Program(solver.program(schedule, grid[:-1], start=start, exact_history=exact_history).segments + (tail,))
+
+
+def final_weights(lam_nodes) -> np.ndarray:
+    """Weights w_i of the step to sigma = 0 from the data predictions D_i at the log-SNRs ``lam_nodes`` (newest
+    first): x_0 = alpha(0) sum_i w_i D_i, the value at u = 0 of the polynomial through (u_i, D_i) in
+    u = (sigma / alpha)^2 = e^{-2 lam}.
+
+    Along a probability-flow trajectory D is a smooth function of u (the marginals are the data law convolved with
+    N(0, u I) in x / alpha), and the exact solution at sigma = 0 is D there (the lam -> +inf limit of the data form);
+    with p nodes the step's error is O(u_0 u_1 ... u_{p-1}) instead of the O(u_0) of the one-node denoising step.
+    ``w_i = prod_{m != i} u_m / (u_m - u_i) = prod_{m != i} -1 / expm1(2 (lam_m - lam_i))`` (no overflow for any
+    finite lam)."""
+    lam = np.asarray(lam_nodes, dtype=np.float64)
+    w = np.ones(lam.size)
+    for i in range(lam.size):
+        for m in range(lam.size):
+            if m != i:
+                w[i] *= -1.0 / np.expm1(2.0 * (lam[m] - lam[i]))
+    return w
 
 
 def denoise_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTable:
@@ -415,6 +567,15 @@ def get_solver(name, variant: str | None = None, **params) -> Solver:
         entry = entry()
         _REGISTRY[key] = entry
     return entry.with_params(**params) if params else entry
+
+
+def peer_conventions(solver, variant: str | None = None) -> dict:
+    """The solver parameters that make ``solver`` step as the peer packages do (the interop modules' defaults):
+    no multistep warm-down (diffusers with ``lower_order_final=False``, k-diffusion); {} for samplers without one."""
+    sampler = get_solver(solver, variant=variant)
+    if isinstance(sampler, Solver) and sampler.family in WARM_DOWN_FAMILIES and sampler.history:
+        return {"warm_down": np.inf}
+    return {}
 
 
 def list_solvers() -> list[dict]:
