@@ -96,8 +96,8 @@ def sample(solver, model, schedule: Schedule, grid, *, n: int | None = None, x_i
     ``dtype`` is the working precision: float64 or float32; None keeps x_init's; the default ``"auto"`` is float64
     for NumPy inputs and x_init's dtype for a torch tensor (float16 / bfloat16: float32).
     ``final`` is the end-point policy of a grid that ends at sigma = 0 (``time_grid(..., to_zero=True)``):
-    ``"solver"`` (default) lets the solver take that step itself (the deterministic data-prediction multistep
-    solvers extrapolate their data predictions to sigma = 0, the others denoise), ``"denoise"`` takes the
+    ``"solver"`` (default) lets the solver take that step itself (a deterministic solver fits its state and the
+    model outputs it holds in u = (sigma/alpha)^2, error O(u^{p+1}); a stochastic one denoises), ``"denoise"`` takes the
     one-call denoising step x_0 = alpha(0) D for every solver, ``"none"`` stops at the last positive sigma
     (docs/algorithms/exponential_integrators.md §3.8).
     ``backend``: ``numpy`` (reference), ``cpu`` (Numba, parallel; a target runs fused in one compiled loop),

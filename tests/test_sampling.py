@@ -91,15 +91,19 @@ def test_same_seed_same_sample_whatever_the_batch_split():
 
 
 def test_final_step_to_sigma_zero_is_the_denoiser():
-    """A grid ending at sigma = 0 (lam = +inf) ends with x = D(x, t_prev) for ddim and ddpm
-    (docs/algorithms/exponential_integrators.md §3.8)."""
+    """A grid ending at sigma = 0 (lam = +inf) ends with x = D(x, t_prev) for ddpm (the reverse SDE's posterior
+    mean) and for ddim under final="denoise"; ddim's own step (final="solver") is Euler's step in u = sigma^2
+    (edm: alpha = 1), x = (x + D) / 2 (docs/algorithms/exponential_integrators.md §3.8)."""
     s = ds.get_schedule("edm")
     tgt = from_spec("gaussian:d=3")
     grid = np.concatenate([ds.time_grid(s, 8, "karras"), [0.0]])
     x_prev = ds.sample("ddim", tgt, s, grid[:-1], n=50, seed=2)
-    for solver in ("ddim", "ddpm"):
-        x = ds.sample(solver, tgt, s, grid[-2:], x_init=x_prev, seed=2)
-        np.testing.assert_allclose(x, tgt.denoise(x_prev, grid[-2], s), rtol=1e-13)
+    denoised = tgt.denoise(x_prev, grid[-2], s)
+    for solver, final in (("ddim", "denoise"), ("ddpm", "solver"), ("ddpm", "denoise")):
+        x = ds.sample(solver, tgt, s, grid[-2:], x_init=x_prev, seed=2, final=final)
+        np.testing.assert_allclose(x, denoised, rtol=1e-13)
+    x = ds.sample("ddim", tgt, s, grid[-2:], x_init=x_prev, seed=2)
+    np.testing.assert_allclose(x, 0.5 * (x_prev + denoised), rtol=1e-13, atol=1e-15)
 
 
 def test_flow_schedule_from_pure_noise_data_form():
@@ -194,13 +198,16 @@ def test_order_condition_of_3s_is_enforced_by_the_registry():
 
 
 def test_noise_prediction_steps_to_sigma_zero_by_denoising():
-    """A noise-prediction solver cannot take a step to sigma = 0 itself (its coefficients are 0 * inf there): it
-    runs the positive grid, then the denoising step x = alpha(0) D(x, t_{N-1}); data prediction takes its own
-    first-order step, the same map."""
+    """The noise-prediction formula cannot take a step to sigma = 0 (its coefficients are 0 * inf there): under
+    final="denoise" the run is the positive grid, then the denoising step x = alpha(0) D(x, t_{N-1}); under the
+    default final="solver" the solver's own last row (the Adams rule in u on its noise predictions) is finite
+    and differs from it."""
     s = ds.get_schedule("edm")
     target = from_spec("gaussian:d=2")
     grid = np.concatenate([ds.time_grid(s, 5, "karras"), [0.0]])
-    out = ds.sample("dpm-solver-2m", target, s, grid, n=3)
+    out = ds.sample("dpm-solver-2m", target, s, grid, n=3, final="denoise")
     head = ds.sample("dpm-solver-2m", target, s, grid[:-1], n=3)
     np.testing.assert_allclose(out, target.predict(head, grid[-2], s, "data"), rtol=1e-12, atol=1e-14)
+    own = ds.sample("dpm-solver-2m", target, s, grid, n=3)
+    assert np.isfinite(own).all() and not np.allclose(own, out)
     assert np.isfinite(ds.sample("dpmpp-3m", target, s, grid, n=3)).all()

@@ -200,7 +200,7 @@ def test_noise_prediction_unip_3_is_dpm_solver_3m():
 def test_final_step_to_sigma_zero_is_the_denoiser():
     """A grid ending at sigma = 0 under final="denoise": the last step is D(x_n) at the predicted point (the
     corrected state would enter with sigma_t / sigma_s = 0), as in diffusers with lower_order_final; under the
-    default final="solver" it extrapolates the data predictions to sigma = 0 instead (tests/test_final_step.py)."""
+    default final="solver" it is the fit of Solver.final_row instead (tests/test_final_step.py)."""
     s = ds.get_schedule("edm")
     tgt = ds.targets.from_spec("gaussian:d=3")
     grid = np.concatenate([ds.time_grid(s, 8, "karras"), [0.0]])

@@ -85,7 +85,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         if variant is not None:
             self._params["variant"] = variant
         # the peers' stepping: no warm-down, and a step to sigma = 0 that denoises (final_sigmas_type="zero")
-        self._params = {**peer_conventions(solver, variant), "final": "denoise", **self._params}
+        conventions, final = peer_conventions(solver, variant)
+        self._params = {**conventions, "final": final, **self._params}
         probe = self._run(time_grid(self.schedule, 2, "time"))  # refuses unknown solvers / parameters now
         self._solver = probe.solver
         self.init_noise_sigma = 1.0  # VP and flow: x_T ~ N(0, 1)

@@ -150,7 +150,8 @@ def sample(solver, model, x, sigmas, extra_args=None, callback=None, disable=Non
         raise DiffsolveError(f"callback must be callable (or None), got {type(callback).__name__}")
     torch, work = _state(x)
     schedule, grid = sigma_schedule(sigmas)
-    sampler = get_solver(solver, variant=variant, **{**peer_conventions(solver, variant), **solver_params})
+    conventions, final = peer_conventions(solver, variant)  # k-diffusion's stepping and last step
+    sampler = get_solver(solver, variant=variant, **{**conventions, **solver_params})
     if backend is None:
         backend = "cuda" if x.device.type == "cuda" else "cpu"
     D = _Model(model, x, extra_args, torch)
@@ -164,7 +165,7 @@ def sample(solver, model, x, sigmas, extra_args=None, callback=None, disable=Non
         st = None
         if positive.size >= 2:
             st = Stepper(sampler, schedule, positive, x_init=x0, prediction="data", backend=backend, seed=seed,
-                         sample_offset=sample_offset, final="denoise")
+                         sample_offset=sample_offset, final=final)
         per_sigma = st is None or st.steps == positive.size - 1
         steps = (st.steps if st is not None else 0) + int(to_zero)
         sigma_of = (lambda i, t: sigmas[i]) if isinstance(sigmas, torch.Tensor) else (lambda i, t: float(grid[i]))

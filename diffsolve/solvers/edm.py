@@ -137,6 +137,8 @@ class EdmSolver(Solver):
         noisy = out.param("s_churn") > 0 and out.param("s_noise") > 0
         return replace(out, stochastic=noisy, noises=int(noisy))
 
+    PEER_FINAL = "solver"  # k-diffusion's sample_euler / sample_heun end with this Euler step (churned)
+
     def takes_final_step(self) -> bool:
         """A step to sigma = 0 is EDM's Euler step (q = 0: the data prediction at t_hat)."""
         return True

@@ -96,6 +96,7 @@ class Solver(Sampler):
     corrections: tuple = ()
     extra: dict = field(default_factory=dict)
     warm_down: float = WARM_DOWN  # math.inf: the plain warm-up of the peers (see levels)
+    PEER_FINAL = "denoise"  # the end-point policy under which a step to sigma = 0 is the peers' (peer_conventions)
 
     # -- parameters ------------------------------------------------------------------------------------
     def with_params(self, **params) -> "Solver":
@@ -235,30 +236,35 @@ class Solver(Sampler):
                              t=nodes_t)
 
     def takes_final_step(self) -> bool:
-        """Whether the solver's own formula can take a step to sigma = 0 (lam = +inf): a data-prediction solver
-        without intermediate stages whose first-order builder has a finite limit there (probed once;
-        docs/algorithms/exponential_integrators.md §3.8).  For the others (noise prediction: coefficients 0 * inf;
-        stages: they would sit at lam = +inf; Euler-Maruyama: explicit in lam) such a last step is the denoising
-        step :func:`denoise_to_zero`."""
-        return _finite_final_step(self)
+        """Whether the solver's own table takes a step to sigma = 0 (lam = +inf): a deterministic solver without
+        stages (its :meth:`final_row`), or a stochastic data-prediction one whose first-order builder has a finite
+        limit there (probed once; docs/algorithms/exponential_integrators.md §3.8).  For the others (stages: they
+        would sit at lam = +inf; noise-prediction SDE steps: coefficients 0 * inf; Euler-Maruyama: explicit in lam)
+        that last step is a second segment: Euler's step in u (:func:`euler_u_to_zero`) for a deterministic
+        solver, the denoising step (:func:`denoise_to_zero`) for a stochastic one."""
+        return self.has_final_row() or _finite_final_step(self)
 
     def program(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> Program:
         """The program for ``grid`` (steps ``start..N-1``): the coefficient table (warm-up levels from
-        :meth:`levels`) and the solver's corrections, one segment, and where the grid ends at sigma = 0 and the
-        solver cannot take that step itself (:meth:`takes_final_step`), a second segment with the denoising step
-        :func:`denoise_to_zero` (one model call).  A stochastic solver whose stability depends on eta * h is
-        checked first (:meth:`check_stability`)."""
+        :meth:`levels`; a step to sigma = 0 at the end as :meth:`final_row` where the solver has one) and the
+        solver's corrections, one segment, and where the grid ends at sigma = 0 and the solver cannot take that
+        step itself (:meth:`takes_final_step`), a second, one-call segment (:func:`euler_u_to_zero` or
+        :func:`denoise_to_zero`).  A stochastic solver whose stability depends on eta * h is checked first
+        (:meth:`check_stability`)."""
         grid = np.asarray(grid, dtype=np.float64)
+        if self.has_final_row() and grid.size - start >= 2 and ends_at_zero(schedule, grid):
+            return Program((Segment(self.table(schedule, grid, start=start, exact_history=exact_history)),))
         if grid.size - start >= 2 and not self.takes_final_step() and not np.isfinite(schedule.lam(grid[-1])):
-            tail = Segment(denoise_to_zero(schedule, grid[-2], grid[-1], self.prediction))
+            fit = self.deterministic and fits_to_zero(float(schedule.lam(grid[-2])))
+            to_zero = euler_u_to_zero if fit else denoise_to_zero
+            tail = Segment(to_zero(schedule, grid[-2], grid[-1], self.prediction))
             if grid.size - start == 2:
                 return Program((tail,))
             return Program(self.program(schedule, grid[:-1], start=start, exact_history=exact_history).segments
                            + (tail,))
         available = self.levels(schedule, grid, start, exact_history)
         v = self.step_variables(schedule, grid, start, available)
-        table = self._own_final_step(self._fill(v, available, schedule, grid, start), schedule, grid, start,
-                                     exact_history)
+        table = self._fill(v, available, schedule, grid, start)
         program = Program((Segment(table, tuple(build(self, v, available, table) for build in self.corrections)),))
         if start == 0 and not exact_history:
             self.check_stability(program, schedule, grid, v.h)
@@ -312,33 +318,51 @@ class Solver(Sampler):
         if self.corrections:
             raise DiffsolveError(f"solver {self.name!r} applies corrections after its rows (e.g. a clipped momentum): "
                                  "its table alone is not the method; use solver.program(schedule, grid)")
-        available = self.levels(schedule, grid, start, exact_history)
-        table = self._fill(self.step_variables(schedule, grid, start, available), available, schedule, grid, start)
-        return self._own_final_step(table, schedule, grid, start, exact_history)
+        grid = np.asarray(grid, dtype=np.float64)
+        final = self.has_final_row() and grid.size - start >= 2 and ends_at_zero(schedule, grid)
+        head = grid[:-1] if final else grid
+        parts = []
+        if head.size - start >= 2:
+            available = self.levels(schedule, head, start, exact_history)
+            parts.append(self._fill(self.step_variables(schedule, head, start, available), available, schedule,
+                                    head, start))
+        if final:
+            parts.append(self.final_row(schedule, grid, start, exact_history))
+        return parts[0] if len(parts) == 1 else StepTable.concat(parts)
 
-    def extrapolates_to_zero(self) -> bool:
-        """Whether the solver's own step to sigma = 0 extrapolates its history (:func:`final_weights`): a
-        deterministic data-prediction multistep solver without stages or corrections."""
-        return (self.prediction == "data" and self.stages == 1 and self.history > 0 and not self.stochastic
-                and not self.corrections and self.eta == 0)
+    @property
+    def deterministic(self) -> bool:
+        """Whether the solver integrates the probability-flow ODE (no noise, eta = 0)."""
+        return not self.stochastic and self.eta == 0 and not self.corrections
 
-    def _own_final_step(self, table: StepTable, schedule, grid, start, exact_history) -> StepTable:
-        """Replace the first-order row of a step to sigma = 0 by the extrapolation of the data predictions it holds
-        (:func:`final_weights`, as many nodes as the solver's order allows) where :meth:`extrapolates_to_zero`."""
-        lam = schedule.lam(np.asarray(grid, dtype=np.float64))
-        if np.isfinite(lam[-1]) or not self.extrapolates_to_zero() or lam.size - 1 - start < 1:
-            return table
+    def has_final_row(self) -> bool:
+        """Whether the solver's own step to sigma = 0 is :meth:`final_row` (a deterministic data- or
+        noise-prediction solver without stages: its history holds the model outputs at the previous grid nodes)."""
+        return self.stages == 1 and self.keep == 0 and self.deterministic and self.prediction in ("data", "eps")
+
+    def final_row(self, schedule, grid, start: int = 0, exact_history: bool = False) -> StepTable:
+        """The one-step table of the step to sigma = 0 at the end of ``grid``, from the state and the model outputs
+        at the last p = min(order, history available + 1) grid nodes: in data prediction the fit of
+        :func:`final_weights`, in noise prediction the Adams rule in u of :func:`final_weights_eps`; error
+        O(u^{p+1}) at u = (sigma / alpha)^2 of the last positive node (docs/algorithms/exponential_integrators.md
+        §3.8)."""
+        grid = np.asarray(grid, dtype=np.float64)
+        lam = schedule.lam(grid)
         held = int(self.history_available(schedule, grid, start, exact_history)[-1])
-        nodes = min(self.order, held + 1)
-        if nodes < 2:
-            return table
-        w = float(schedule.alpha(grid[-1])) * final_weights(lam[lam.size - 2 - np.arange(nodes)])
-        S = self.stages
-        table.A[-1, S] = 0.0
-        table.B[-1, S, 0] = w[0]
-        table.E[-1, S, :] = 0.0
-        table.E[-1, S, : nodes - 1] = w[1:]
-        return table
+        nodes = lam[lam.size - 2 - np.arange(min(self.order, held + 1))]
+        a_end, a_n = float(schedule.alpha(grid[-1])), float(schedule.alpha(grid[-2]))
+        if not fits_to_zero(nodes[0]):  # the denoising step, in the solver's prediction
+            w_x, w = (0.0, np.ones(1)) if self.prediction == "data" else (1.0, -np.exp(-nodes[:1]))
+        elif self.prediction == "data":
+            w_x, w = final_weights(nodes)
+        else:
+            w_x, w = 1.0, final_weights_eps(nodes)
+        row = StepTable.empty(1, 1, self.history, self.noises)
+        row.A[0] = (1.0, a_end * w_x / a_n)
+        row.B[0, 1, 0] = a_end * w[0]
+        row.E[0, 1, : w.size - 1] = a_end * w[1:]
+        row.tau[0, 0] = grid[-2]
+        return row
 
     def _fill(self, v: StepVariables, available, schedule, grid, start) -> StepTable:
         n = v.h.size
@@ -459,8 +483,9 @@ def build_program(solver: Sampler, schedule, grid, *, start: int = 0, exact_hist
     """The program of ``solver`` on ``grid`` under the end-point policy ``final`` (what a grid ending at sigma = 0
     does with its last step; docs/algorithms/exponential_integrators.md §3.8):
 
-    ``"solver"``  the solver's own step: a deterministic data-prediction multistep solver extrapolates its data
-                  predictions to sigma = 0 (:func:`final_weights`), the others take the denoising step;
+    ``"solver"``  the solver's own step: a deterministic solver without stages fits its state and the model
+                  outputs it holds in u = (sigma / alpha)^2 (:meth:`Solver.final_row`), the other deterministic
+                  ones take Euler's step in u (:func:`euler_u_to_zero`), the stochastic ones denoise;
     ``"denoise"`` the one-call denoising step :func:`denoise_to_zero` (first order: x_0 = alpha(0) D) for every
                   solver, as k-diffusion and diffusers' ``lower_order_final`` do;
     ``"none"``    no step to sigma = 0: the run ends at the grid's last positive sigma (:func:`trim_final`).
@@ -475,34 +500,99 @@ def build_program(solver: Sampler, schedule, grid, *, start: int = 0, exact_hist
     return Program(solver.program(schedule, grid[:-1], start=start, exact_history=exact_history).segments + (tail,))
 
 
-def final_weights(lam_nodes) -> np.ndarray:
-    """Weights w_i of the step to sigma = 0 from the data predictions D_i at the log-SNRs ``lam_nodes`` (newest
-    first): x_0 = alpha(0) sum_i w_i D_i, the value at u = 0 of the polynomial through (u_i, D_i) in
-    u = (sigma / alpha)^2 = e^{-2 lam}.
+FIT_LAM_MIN = 0.0  # the fits to sigma = 0 need lam > this at the last positive node (u = (sigma/alpha)^2 < 1)
 
-    Along a probability-flow trajectory D is a smooth function of u (the marginals are the data law convolved with
-    N(0, u I) in x / alpha), and the exact solution at sigma = 0 is D there (the lam -> +inf limit of the data form);
-    with p nodes the step's error is O(u_0 u_1 ... u_{p-1}) instead of the O(u_0) of the one-node denoising step.
-    ``w_i = prod_{m != i} u_m / (u_m - u_i) = prod_{m != i} -1 / expm1(2 (lam_m - lam_i))`` (no overflow for any
-    finite lam)."""
+
+def fits_to_zero(lam_n: float) -> bool:
+    """Whether a step to sigma = 0 from log-SNR ``lam_n`` is the fit in u (:func:`final_weights`): u_n < 1, i.e.
+    signal above noise.  Measured on the quality benchmark's mixtures (docs/benchmarks.md, "End-point policy"):
+    from u_n >= 1 the fit is 1.6-1.8x worse than the denoising step (the state is mostly noise there and the
+    posterior mean D_n the better estimate), below 1 it is as good or better (0.64-1.0x)."""
+    return lam_n > FIT_LAM_MIN
+
+
+def final_weights(lam_nodes) -> tuple[float, np.ndarray]:
+    """Weights (w_x, w) of the step to sigma = 0 from the state x~_n = x_n / alpha_n and the data predictions D_i
+    at the log-SNRs ``lam_nodes`` (newest first, lam_nodes[0] = lam_n): x_0 = alpha(0) (w_x x~_n + sum_i w_i D_i).
+
+    In u = (sigma / alpha)^2 = e^{-2 lam} the probability-flow ODE is dx~/du = (x~ - D) / (2u), and along a
+    trajectory x~ = P(u) is a smooth function of u (its marginal is the data law convolved with N(0, u I)), so
+    D = P - 2u P' =: (L P)(u) with L u^j = (1 - 2j) u^j, and x~_0 = P(0) = (L P)(0).  With P of degree p, Q = L P
+    is the degree p - 1 interpolant Q_p of the D_i plus c omega (omega = prod_i (u - u_i)), and c follows from
+    P(u_n) = (L^-1 Q)(u_n) = x~_n: x~_0 = Q_p(0) + c omega(0), error O(u^{p+1}).  One node gives (1/2, 1/2), Euler's
+    step in u (x~_0 = (x~_n + D_n) / 2, error O(u^2)), against the O(u) of the denoising step x~_0 = D_n.
+
+    Computed in the Lagrange basis on r = u / u_n (nodes r_i >= 1, points in [0, 1]) with
+    (L^-1 f)(1) = f(0) - int_0^1 (f(t^2) - f(0)) / t^2 dt by p-point Gauss-Legendre (exact for degree p): no
+    monomial system, whose conditioning grows like (u_old / u_n)^p; the weights sum to 1 to rounding."""
     lam = np.asarray(lam_nodes, dtype=np.float64)
-    w = np.ones(lam.size)
-    for i in range(lam.size):
-        for m in range(lam.size):
-            if m != i:
-                w[i] *= -1.0 / np.expm1(2.0 * (lam[m] - lam[i]))
-    return w
+    r = np.exp(-2.0 * (lam - lam[0]))
+    t, g = _gauss01(lam.size)
+    points = np.concatenate([[0.0], t * t])
+
+    def inverse_at_one(values):  # (L^-1 f)(1) from f at the points
+        return values[..., 0] - ((values[..., 1:] - values[..., :1]) / (t * t)) @ g
+
+    basis = _lagrange(r, points)
+    omega = np.prod(points[None, :] / r[:, None] - 1.0, axis=0)  # omega / prod(u_i), at the points
+    w_x = omega[0] / inverse_at_one(omega)
+    return float(w_x), basis[:, 0] - w_x * inverse_at_one(basis)
+
+
+def final_weights_eps(lam_nodes) -> np.ndarray:
+    """Weights k_i of the step to sigma = 0 from the state x~_n and the noise predictions eps_i at the log-SNRs
+    ``lam_nodes`` (newest first): x_0 = alpha(0) (x~_n + sum_i k_i eps_i).
+
+    In u = (sigma / alpha)^2, dx~/du = g / 2 with g = eps / s (s = sigma / alpha = sqrt(u)) smooth in u along a
+    trajectory (:func:`final_weights`), so x~_0 = x~_n - (1/2) int_0^{u_n} g du; g is replaced by its interpolating
+    polynomial through (u_i, eps_i / s_i), integrated exactly (Gauss-Legendre with p points):
+    k_i = -(u_n / 2) c_i / s_i, c_i = int_0^1 l_i(x) dx on the nodes u_i / u_n.  Error O(u^{p+1}); one node is
+    Euler's step in u, x~_0 = x~_n - s_n eps_n / 2."""
+    lam = np.asarray(lam_nodes, dtype=np.float64)
+    x, weight = _gauss01(lam.size)
+    c = _lagrange(np.exp(-2.0 * (lam - lam[0])), x) @ weight
+    return -0.5 * c * np.exp(lam - 2.0 * lam[0])
+
+
+def _gauss01(n: int):
+    """Gauss-Legendre points and weights on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return 0.5 * (x + 1.0), 0.5 * w
+
+
+def _lagrange(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The Lagrange basis l_i(x) on ``nodes`` (rows) at the points ``x`` (columns), in product form."""
+    out = np.ones((nodes.size, x.size))
+    for i in range(nodes.size):
+        others = np.delete(nodes, i)
+        out[i] = np.prod((x[:, None] - others) / (nodes[i] - others), axis=1)
+    return out
 
 
 def denoise_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTable:
     """The one-step table from t to t_end at sigma = 0: one model call F at (x, t), then x_end = alpha(t_end) D with
     D = (F - c_x x)/c_D the data prediction (:mod:`diffsolve.predictions`): the limit of every solver's first-order
     step as lam_end -> +inf (DDIM's, and the reverse SDE's posterior mean, whose variance vanishes there)."""
+    return _to_zero(schedule, t, t_end, prediction, 0.0, 1.0)
+
+
+def euler_u_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTable:
+    """The one-call step to sigma = 0 of Euler's method in u = (sigma / alpha)^2 (:func:`final_weights` with one
+    node): x_end = alpha(t_end) (x / alpha(t) + D) / 2, error O(u^2) on a probability-flow trajectory."""
+    return _to_zero(schedule, t, t_end, prediction, *final_weights([float(schedule.lam(t))]))
+
+
+def _to_zero(schedule, t, t_end, prediction, w_x, w_D) -> StepTable:
+    """x_end = alpha(t_end) (w_x x / alpha(t) + w_D D) from one model call F at (x, t), D = (F - c_x x) / c_D."""
     c_x, c_D = (float(v) for v in coefficients(prediction, schedule, t))
     a_end = float(schedule.alpha(t_end))
     table = StepTable.empty(1, 1, 0, 0)
-    table.A[0] = (1.0, -a_end * c_x / c_D)
-    table.B[0, 1, 0] = a_end / c_D
+    w_D = float(np.asarray(w_D).ravel()[0])
+    x_coefficient = -a_end * w_D * c_x / c_D  # the denoising step's coefficient, rounded as it always was
+    if w_x:
+        x_coefficient = a_end * (w_x / float(schedule.alpha(t)) - w_D * c_x / c_D)
+    table.A[0] = (1.0, x_coefficient)
+    table.B[0, 1, 0] = a_end * w_D / c_D
     table.tau[0, 0] = t
     return table
 
@@ -569,13 +659,15 @@ def get_solver(name, variant: str | None = None, **params) -> Solver:
     return entry.with_params(**params) if params else entry
 
 
-def peer_conventions(solver, variant: str | None = None) -> dict:
-    """The solver parameters that make ``solver`` step as the peer packages do (the interop modules' defaults):
-    no multistep warm-down (diffusers with ``lower_order_final=False``, k-diffusion); {} for samplers without one."""
+def peer_conventions(solver, variant: str | None = None) -> tuple[dict, str]:
+    """(solver parameters, end-point policy) that make ``solver`` step as the peer packages do (the interop
+    modules' defaults): no multistep warm-down (diffusers with ``lower_order_final=False``, k-diffusion), and the
+    step to sigma = 0 the peers take (:attr:`Solver.PEER_FINAL`: the denoising step, EDM's own Euler step)."""
     sampler = get_solver(solver, variant=variant)
-    if isinstance(sampler, Solver) and sampler.family in WARM_DOWN_FAMILIES and sampler.history:
-        return {"warm_down": np.inf}
-    return {}
+    if not isinstance(sampler, Solver):
+        return {}, "solver"
+    params = {"warm_down": np.inf} if sampler.family in WARM_DOWN_FAMILIES and sampler.history else {}
+    return params, sampler.PEER_FINAL
 
 
 def list_solvers() -> list[dict]:
