@@ -341,6 +341,12 @@ def test_cuda_simulator_matches_numpy():
         for model in (dev_eps, host_eps):
             close(ds.sample(solver, model, VP, grid, x_init=x0, seed=3, backend="cuda", prediction="eps"), ref,
                   str(solver) + " generic")
+    to_zero = ds.time_grid(VP, 4, "time", to_zero=True)  # final rows (data, eps), Euler in u, denoising
+    for name in ("dpmpp-3m", "dpm-solver-2m", "dpmpp-2s", "ddpm"):
+        ref = ds.sample(name, tgt, VP, to_zero, x_init=x0, seed=3)
+        close(ds.sample(name, tgt, VP, to_zero, x_init=x0, seed=3, backend="cuda"), ref, name + " to zero, fused")
+        close(ds.sample(name, dev_eps, VP, to_zero, x_init=x0, seed=3, backend="cuda", prediction="eps"), ref,
+              name + " to zero, generic")
     table = synthetic_table(steps=2)
     x1 = ds.sampling.prior_sample(VP, 0.9, 4, 4, seed=5)
     hist = [0.1 * x1[::-1], -0.2 * x1]
