@@ -164,11 +164,18 @@ def ours_grid(spacing, steps):
     return np.append(ds.time_grid(VP, steps - 1, spacing), 0.0)
 
 
+def _calls(solver, grid, final):
+    """Model calls of ``solver``'s program on ``grid`` under ``final``."""
+    return sum(seg.table.tau.size for seg in build_program(solver, VP, grid, final=final).segments)
+
+
 def run_ours(problem, solver, spacing, nfe, final="solver"):
     """(steps, NFE made, (error, far)) of diffsolve's ``solver`` with at most ``nfe`` model calls under the
     end-point policy ``final`` (ds.sample's); None if the grid would have too few steps."""
-    k = ds.get_solver(solver).nfe_per_step
-    steps = (nfe - 1) // k + 1  # the step to sigma = 0 makes one call
+    sol = ds.get_solver(solver)
+    steps = (nfe - 1) // sol.nfe_per_step + 1  # the most steps whose program makes at most nfe calls
+    while steps > 1 and _calls(sol, ours_grid(spacing, steps), final) > nfe:
+        steps -= 1  # a stage solver's own step to sigma = 0 makes as many calls as its stages
     if steps < (2 if spacing in ("logsnr", "karras") else 1):
         return None
 

@@ -17,7 +17,8 @@ GAUSS = ds.targets.from_spec("gaussian:d=8")
 
 
 def _w2(name, nfe, spacing="logsnr"):
-    """Exact W2 of ``name`` with ``nfe`` model calls (its steps, then one call for the step to sigma = 0)."""
+    """Exact W2 of ``name`` on (nfe - 1) // NFE-per-step + 1 steps, the last to sigma = 0 (one call, or one per
+    stage for a stage solver: dpm-solver-3 at "5" makes 6)."""
     solver = ds.get_solver(name)
     steps = (nfe - 1) // solver.nfe_per_step + 1
     with warnings.catch_warnings():

@@ -6,6 +6,7 @@ backend-tested automatically.  Names with a parameter (``dpmpp-{k}m``) are resol
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field, replace
@@ -240,24 +241,26 @@ class Solver(Sampler):
         stages (its :meth:`final_row`), or a stochastic data-prediction one whose first-order builder has a finite
         limit there (probed once; docs/algorithms/exponential_integrators.md §3.8).  For the others (stages: they
         would sit at lam = +inf; noise-prediction SDE steps: coefficients 0 * inf; Euler-Maruyama: explicit in lam)
-        that last step is a second segment: Euler's step in u (:func:`euler_u_to_zero`) for a deterministic
-        solver, the denoising step (:func:`denoise_to_zero`) for a stochastic one."""
+        that last step is a second segment: a Runge-Kutta step in u with :attr:`final_stages` calls
+        (:func:`rk_u_to_zero`) for a deterministic solver, the denoising step (:func:`denoise_to_zero`) for a
+        stochastic one."""
         return self.has_final_row() or _finite_final_step(self)
 
     def program(self, schedule, grid, *, start: int = 0, exact_history: bool = False) -> Program:
         """The program for ``grid`` (steps ``start..N-1``): the coefficient table (warm-up levels from
         :meth:`levels`; a step to sigma = 0 at the end as :meth:`final_row` where the solver has one) and the
         solver's corrections, one segment, and where the grid ends at sigma = 0 and the solver cannot take that
-        step itself (:meth:`takes_final_step`), a second, one-call segment (:func:`euler_u_to_zero` or
+        step itself (:meth:`takes_final_step`), a second segment (:func:`rk_u_to_zero` or
         :func:`denoise_to_zero`).  A stochastic solver whose stability depends on eta * h is checked first
         (:meth:`check_stability`)."""
         grid = np.asarray(grid, dtype=np.float64)
         if self.has_final_row() and grid.size - start >= 2 and ends_at_zero(schedule, grid):
             return Program((Segment(self.table(schedule, grid, start=start, exact_history=exact_history)),))
         if grid.size - start >= 2 and not self.takes_final_step() and not np.isfinite(schedule.lam(grid[-1])):
-            fit = self.deterministic and fits_to_zero(float(schedule.lam(grid[-2])))
-            to_zero = euler_u_to_zero if fit else denoise_to_zero
-            tail = Segment(to_zero(schedule, grid[-2], grid[-1], self.prediction))
+            if self.deterministic and fits_to_zero(float(schedule.lam(grid[-2]))):
+                tail = Segment(rk_u_to_zero(schedule, grid[-2], grid[-1], self.prediction, self.final_stages))
+            else:
+                tail = Segment(denoise_to_zero(schedule, grid[-2], grid[-1], self.prediction))
             if grid.size - start == 2:
                 return Program((tail,))
             return Program(self.program(schedule, grid[:-1], start=start, exact_history=exact_history).segments
@@ -334,6 +337,15 @@ class Solver(Sampler):
     def deterministic(self) -> bool:
         """Whether the solver integrates the probability-flow ODE (no noise, eta = 0)."""
         return not self.stochastic and self.eta == 0 and not self.corrections
+
+    @property
+    def final_stages(self) -> int:
+        """Model calls of the Runge-Kutta step in u that ends a deterministic stage solver's grid at sigma = 0
+        (:func:`rk_u_to_zero`): the fewest whose error O(u^{stages + 1}) is at the solver's order, order - 1 (at
+        least 1, at most 3 and the solver's stages).  Measured: a call spent there is a step missing elsewhere, and
+        with as many calls as stages the error at equal NFE was 1.1-2.4x larger on logsnr, karras and quadratic
+        grids (docs/benchmarks.md, "End-point policy")."""
+        return max(1, min(self.order - 1, self.stages, 3))
 
     def has_final_row(self) -> bool:
         """Whether the solver's own step to sigma = 0 is :meth:`final_row` (a deterministic data- or
@@ -485,7 +497,7 @@ def build_program(solver: Sampler, schedule, grid, *, start: int = 0, exact_hist
 
     ``"solver"``  the solver's own step: a deterministic solver without stages fits its state and the model
                   outputs it holds in u = (sigma / alpha)^2 (:meth:`Solver.final_row`), the other deterministic
-                  ones take Euler's step in u (:func:`euler_u_to_zero`), the stochastic ones denoise;
+                  ones a Runge-Kutta step in u of their order (:func:`rk_u_to_zero`), the stochastic ones denoise;
     ``"denoise"`` the one-call denoising step :func:`denoise_to_zero` (first order: x_0 = alpha(0) D) for every
                   solver, as k-diffusion and diffusers' ``lower_order_final`` do;
     ``"none"``    no step to sigma = 0: the run ends at the grid's last positive sigma (:func:`trim_final`).
@@ -573,27 +585,48 @@ def denoise_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTa
     """The one-step table from t to t_end at sigma = 0: one model call F at (x, t), then x_end = alpha(t_end) D with
     D = (F - c_x x)/c_D the data prediction (:mod:`diffsolve.predictions`): the limit of every solver's first-order
     step as lam_end -> +inf (DDIM's, and the reverse SDE's posterior mean, whose variance vanishes there)."""
-    return _to_zero(schedule, t, t_end, prediction, 0.0, 1.0)
-
-
-def euler_u_to_zero(schedule, t: float, t_end: float, prediction: str) -> StepTable:
-    """The one-call step to sigma = 0 of Euler's method in u = (sigma / alpha)^2 (:func:`final_weights` with one
-    node): x_end = alpha(t_end) (x / alpha(t) + D) / 2, error O(u^2) on a probability-flow trajectory."""
-    return _to_zero(schedule, t, t_end, prediction, *final_weights([float(schedule.lam(t))]))
-
-
-def _to_zero(schedule, t, t_end, prediction, w_x, w_D) -> StepTable:
-    """x_end = alpha(t_end) (w_x x / alpha(t) + w_D D) from one model call F at (x, t), D = (F - c_x x) / c_D."""
     c_x, c_D = (float(v) for v in coefficients(prediction, schedule, t))
     a_end = float(schedule.alpha(t_end))
     table = StepTable.empty(1, 1, 0, 0)
-    w_D = float(np.asarray(w_D).ravel()[0])
-    x_coefficient = -a_end * w_D * c_x / c_D  # the denoising step's coefficient, rounded as it always was
-    if w_x:
-        x_coefficient = a_end * (w_x / float(schedule.alpha(t)) - w_D * c_x / c_D)
-    table.A[0] = (1.0, x_coefficient)
-    table.B[0, 1, 0] = a_end * w_D / c_D
+    table.A[0] = (1.0, -a_end * c_x / c_D)
+    table.B[0, 1, 0] = a_end / c_D
     table.tau[0, 0] = t
+    return table
+
+
+# explicit Runge-Kutta tableaux (c, a, b) in u with every stage at u > 0: Euler; Ralston's second order; Heun's
+# third order (Butcher 2016, Numerical Methods for ODEs, §23 and §232)
+RK_U = {1: ((0.0,), (), (1.0,)),
+        2: ((0.0, 2 / 3), ((2 / 3,),), (0.25, 0.75)),
+        3: ((0.0, 1 / 3, 2 / 3), ((1 / 3,), (0.0, 2 / 3)), (0.25, 0.0, 0.75))}
+
+
+def rk_u_to_zero(schedule, t: float, t_end: float, prediction: str, stages: int = 1) -> StepTable:
+    """The step from t to t_end at sigma = 0 of an explicit Runge-Kutta method in u = (sigma / alpha)^2 with
+    ``stages`` model calls (:data:`RK_U`: order ``stages``), on dx~/du = (x~ - D) / (2u), whose right side is smooth
+    in u along a trajectory (:func:`final_weights`); its stages sit at u_n (1 - c_i) > 0.  Error O(u_n^{stages + 1});
+    one stage is Euler's step in u, x_end = alpha(t_end) (x / alpha(t) + D) / 2."""
+    c, a, b = RK_U[stages]
+    lam_n = float(schedule.lam(t))
+    u_n = math.exp(-2.0 * lam_n)
+    lam = lam_n - 0.5 * np.log1p(-np.asarray(c))  # the stages' log-SNRs, u_i = u_n (1 - c_i)
+    tau = np.concatenate([[t], np.atleast_1d(schedule.t_of_lam(lam[1:]))]) if stages > 1 else np.array([t])
+    alpha = np.asarray(schedule.alpha(tau), dtype=np.float64).ravel()
+    table = StepTable.empty(1, stages, 0, 0)
+    # every quantity as coefficients over (x_n, F_0, ..., F_{S-1}); x~_n = x_n / alpha_n
+    x_tilde = [np.eye(stages + 1)[0] / alpha[0]]
+    slopes = []
+    for i in range(stages):
+        if i:
+            x_tilde.append(x_tilde[0] - u_n * sum(a[i - 1][j] * slopes[j] for j in range(i)))
+        state = alpha[i] * x_tilde[i]  # the model's input x_i
+        table.A[0, i], table.B[0, i, :] = state[0], state[1:]
+        c_x, c_D = (float(v) for v in coefficients(prediction, schedule, tau[i]))
+        data = (np.eye(stages + 1)[1 + i] - c_x * state) / c_D
+        slopes.append((x_tilde[i] - data) / (2.0 * u_n * (1.0 - c[i])))
+        table.tau[0, i] = tau[i]
+    out = float(schedule.alpha(t_end)) * (x_tilde[0] - u_n * sum(b[i] * slopes[i] for i in range(stages)))
+    table.A[0, stages], table.B[0, stages, :] = out[0], out[1:]
     return table
 
 
