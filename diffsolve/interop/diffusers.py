@@ -44,7 +44,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     (``grid`` chooses).  ``final_sigmas_type``: ``"zero"`` ends the grid at sigma = 0 (the clean state),
     ``"sigma_min"`` at the schedule's t_min (timestep 0 for DDPM); ``None``: ``"zero"`` for flow configs,
     ``"sigma_min"`` otherwise.  ``backend``: diffsolve's engine (``None``: ``cuda`` for CUDA tensors, else
-    ``numpy``).  ``order`` is diffusers' sense: model calls per step (the solver's stages)."""
+    ``numpy``).  ``order`` is diffusers' sense: model calls per step (the solver's stages).  It steps as diffusers'
+    schedulers do: multistep solvers without diffsolve's warm-down and a last step to sigma = 0 that denoises
+    (``solver_params={"warm_down": 2.0, "final": "solver"}`` for diffsolve's defaults;
+    docs/algorithms/exponential_integrators.md §3.8)."""
 
     _compatibles = []
     order = 1
@@ -84,7 +87,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._params = dict(solver_params or {})
         if variant is not None:
             self._params["variant"] = variant
-        # the peers' stepping: no warm-down, and a step to sigma = 0 that denoises (final_sigmas_type="zero")
+        # the peers' stepping: no warm-down, and their last step to sigma = 0 (the denoising step; EDM's Euler step)
         conventions, final = peer_conventions(solver, variant)
         self._params = {**conventions, "final": final, **self._params}
         probe = self._run(time_grid(self.schedule, 2, "time"))  # refuses unknown solvers / parameters now

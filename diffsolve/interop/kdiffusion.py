@@ -9,9 +9,11 @@ end with 0.  Tensors come back on the input's device and dtype; float16 / bfloat
 
 The sigma / time map: the schedule is ``edm`` (alpha = 1, sigma(t) = t), so diffsolve's time grid *is* the sigma
 grid, t_i = sigmas[i], and the log-SNR is lam = -log sigma.  A final sigma = 0 (lam = +inf) is part of the grid:
-a table solver's program takes that step itself (its own first-order formula, or the one-call denoising step
-x = D(x, sigmas[-2]) for solvers that cannot, docs/algorithms/exponential_integrators.md §3.8, the step
-k-diffusion's samplers take); the Langevin samplers run on the positive sigmas, then one more call denoises.
+a table solver takes it as k-diffusion's samplers do (``final="denoise"``: the one-call denoising step
+x = D(x, sigmas[-2]); EDM's euler / heun their own churned Euler step), and multistep solvers step without
+diffsolve's warm-down (``warm_down=inf``), so the results are k-diffusion's; pass ``warm_down=2`` for diffsolve's
+(docs/algorithms/exponential_integrators.md §3.8).  The Langevin samplers run on the positive sigmas, then one
+more call denoises.
 
 Noise: stochastic solvers draw diffsolve's keyed Philox normals, keyed by (``seed``, ``sample_offset`` + i, step,
 draw), instead of torch's global RNG, so their samples differ from k-diffusion's (the law is the same);
