@@ -92,8 +92,8 @@ def test_backends_agree_and_seed_keys_noise():
 
 @pytest.mark.parametrize("name", ["dpm-solver-2m", "dpmpp-2s", "seeds-3", "accel-ddim"])
 def test_any_solver_steps_to_zero(name):
-    """Solvers that cannot take a step to sigma = 0 (eps prediction, intermediate stages) run on the positive
-    sigmas and then denoise; the result is D(x, sigmas[-2])."""
+    """Under k-diffusion's conventions (final="denoise") every table solver, eps prediction and stages included,
+    ends with the denoising step: the result is D(x, sigmas[-2])."""
     sigmas = kd.get_sigmas_karras(15, 0.01, 20.0, dtype=torch.float64)
     D = denoiser(GMM)
     seen = []

@@ -223,8 +223,9 @@ class Solver(Sampler):
             stage_lam = lam[start:-1, None] + c[:, 1:] * h[:, None]
             if not np.isfinite(stage_lam).all():
                 raise DiffsolveError(
-                    f"solver {self.name!r} has intermediate stages and cannot take a step with an infinite "
-                    "log-SNR end point (sigma = 0); end the grid at a small positive sigma"
+                    f"solver {self.name!r} has intermediate stages, which cannot sit on a step with an infinite "
+                    "log-SNR end point (sigma = 0); its program ends such a grid with a separate step "
+                    "(solver.program(schedule, grid), or ds.sample), or end the grid at a small positive sigma"
                 )
             lo, hi = schedule.lam_range  # a stage on the first grid node (fraction -r_1) may round past its lam
             slack = 1e-12 * (1.0 + np.abs(stage_lam))
@@ -384,8 +385,9 @@ class Solver(Sampler):
         infinite = ~np.isfinite(v.h)
         if infinite.any() and self.prediction != "data":
             raise DiffsolveError(
-                f"solver {self.name!r} uses {self.prediction!r} prediction, which is singular on a step to sigma = 0 "
-                "(lam = +inf); end the grid at a small positive sigma or use a data-prediction solver (ddim, dpmpp-*)"
+                f"solver {self.name!r} uses {self.prediction!r} prediction, whose step formula is singular on a step "
+                "to sigma = 0 (lam = +inf); its program ends such a grid with a separate step "
+                "(solver.program(schedule, grid), or ds.sample), or end the grid at a small positive sigma"
             )
         params = self.param_array
         for level in np.unique(available):
