@@ -186,8 +186,7 @@ class Solver(Sampler):
         available = self.history_available(schedule, grid, start, exact_history)
         lam = schedule.lam(np.asarray(grid, dtype=np.float64))
         if not exact_history and self.family in WARM_DOWN_FAMILIES and self.warm_down < np.inf:
-            available = np.array([warm_down(lam, start + i, j, self.warm_down) for i, j in enumerate(available)],
-                                 dtype=np.int64)
+            available = warm_down(lam, start, available, self.warm_down)
         available[~np.isfinite(np.diff(lam)[start:])] = 0
         return available
 
@@ -415,34 +414,41 @@ class Solver(Sampler):
 
 
 
-def extrapolation_growth(nodes, at: float) -> float:
-    """Lebesgue constant sum_i |l_i(at)| of the Lagrange basis on ``nodes`` at the point ``at``: how much the
-    interpolating polynomial can amplify errors in the values it extrapolates."""
+def extrapolation_growth(nodes, at: float) -> np.ndarray:
+    """Lebesgue constant sum_i |l_i(at)| of the Lagrange basis on ``nodes`` (the last axis; leading axes are
+    independent node sets) at the point ``at``: how much the interpolating polynomial can amplify errors in the
+    values it extrapolates."""
     nodes = np.asarray(nodes, dtype=np.float64)
-    total = 0.0
-    for i, x in enumerate(nodes):
-        others = np.delete(nodes, i)
-        total += abs(float(np.prod((at - others) / (x - others))))
+    total = np.zeros(nodes.shape[:-1])
+    for i in range(nodes.shape[-1]):
+        term = np.ones(nodes.shape[:-1])
+        for m in range(nodes.shape[-1]):
+            if m != i:
+                term = term * (at - nodes[..., m]) / (nodes[..., i] - nodes[..., m])
+        total += np.abs(term)
     return total
 
 
-def warm_down(lam: np.ndarray, g: int, level: int, kappa: float = WARM_DOWN) -> int:
-    """The level (history values used) of the step from grid node ``g`` with log-SNRs ``lam``: the largest j <=
-    ``level`` whose interpolation nodes lam_g, lam_{g-1}, ..., lam_{g-j}, extrapolated over the step to
-    lam_{g+1}, amplify errors at most ``kappa`` times as much as uniform nodes do (2^{j+1} - 1).
+def warm_down(lam: np.ndarray, start: int, levels, kappa: float = WARM_DOWN) -> np.ndarray:
+    """The levels (history values used) of the steps ``start..N-1`` on a grid of log-SNRs ``lam``, at most
+    ``levels``: for the step from node g the largest j whose interpolation nodes lam_g, lam_{g-1}, ..., lam_{g-j},
+    extrapolated over the step to lam_{g+1}, amplify errors at most ``kappa`` times as much as uniform nodes do
+    (2^{j+1} - 1); steps to sigma = 0 keep theirs.
 
     On a log-SNR grid every level passes; where a step is much longer than the ones before (the last step of a
     time-uniform grid that ends at a small sigma: h = 2.9 after 0.67) the high-order extrapolation is what blew up
     (dpmpp-4m 17-57 against 0.3-1.1 at 8 NFE), and the lower-order formula is used instead, as the published
     ``lower_order_final`` does for the last steps (docs/algorithms/exponential_integrators.md §3.8)."""
+    levels = np.asarray(levels, dtype=np.int64)
+    g = start + np.arange(levels.size)
     h = lam[g + 1] - lam[g]
-    if not np.isfinite(h):
-        return level
-    for j in range(level, 0, -1):
-        nodes = (lam[g - np.arange(j + 1)] - lam[g]) / h
-        if extrapolation_growth(nodes, 1.0) <= kappa * (2 ** (j + 1) - 1):
-            return j
-    return 0
+    finite = np.isfinite(h)
+    out = np.where(finite, 0, levels)
+    for j in range(1, int(levels.max(initial=0)) + 1):
+        rows = np.flatnonzero(finite & (levels >= j))
+        nodes = (lam[g[rows, None] - np.arange(j + 1)] - lam[g[rows, None]]) / h[rows, None]
+        out[rows[extrapolation_growth(nodes, 1.0) <= kappa * (2 ** (j + 1) - 1)]] = j
+    return out
 
 
 _FINAL_PROBES: dict = {}
