@@ -219,8 +219,9 @@ def test_warm_down_removes_the_long_last_step_blow_up(name):
 
 
 def test_warm_down_keeps_uniform_grids_and_exact_history():
-    """On a log-SNR grid (all ratios 1) every level passes, so the method is the plain warm-up; with exact history
-    (the order tests) the full method runs everywhere; the accelerated samplers keep their papers' start-up rule."""
+    """On a log-SNR grid fine enough that the nodes of every level span at most WARM_DOWN_SPAN (all ratios 1) every
+    level passes, so the method is the plain warm-up; with exact history (the order tests) the full method runs
+    everywhere; the accelerated samplers keep their papers' start-up rule."""
     sch = SCHEDULES["vp-cosine"]
     grid = ds.time_grid(sch, 12, "logsnr")
     for name in ("dpmpp-4m", "unipc-3", "deis-3"):
@@ -247,3 +248,20 @@ def test_final_step_from_below_unit_snr_is_the_denoising_step(name):
     grid[-2] = float(sch.t_of_lam(0.5))
     assert exact_error(name, WIDE, sch, grid, "w2", exact_history=False) != pytest.approx(
         exact_error(name, WIDE, sch, grid, "w2", exact_history=False, final="denoise"), rel=1e-6)
+
+
+def test_warm_down_caps_the_span_of_the_extrapolated_nodes():
+    """On a coarse log-SNR grid (h = 2.4: 4 steps from t = 1 to 1e-3) the nodes of a level j >= 1 and the step span
+    (j + 1) h > 4 in log-SNR, more than D's saturation scale: every step is first order; at h = 1.2 (8 steps) level 1
+    (span 2.4) passes and level 2 (3.6) too, level 3 (4.8) does not.  Measured on the quality benchmark
+    (docs/benchmarks.md): default configurations non-monotone in NFE 32 -> 23, karras grids at 5-12 NFE 0.80x the
+    error."""
+    from diffsolve.solvers.registry import WARM_DOWN_SPAN
+
+    sch = SCHEDULES["vp-linear"]
+    solver = ds.get_solver("dpmpp-4m")
+    coarse = ds.time_grid(sch, 4, "logsnr")
+    assert 2.3 < np.diff(sch.lam(coarse))[0] < 2.5 and WARM_DOWN_SPAN == 4.0
+    np.testing.assert_array_equal(solver.levels(sch, coarse), [0, 0, 0, 0])
+    np.testing.assert_array_equal(solver.with_params(warm_down=np.inf).levels(sch, coarse), [0, 1, 2, 3])
+    np.testing.assert_array_equal(solver.levels(sch, ds.time_grid(sch, 8, "logsnr")), [0, 1, 2, 2, 2, 2, 2, 2])

@@ -3,6 +3,7 @@ analytic target, model callable and Stepper paths, exact history, long rows).
 
 The fixture ``tests/data/reference_outputs.npz`` was written by ``tests/data/make_reference_outputs.py`` with the
 runtime as it stood before its engines were unified; a refactoring of the runtime must not change a single bit.
+The cases run the multistep solvers without the warm-down (``warm_down=inf``), the levels the fixture recorded.
 """
 
 import json

@@ -25,6 +25,7 @@ __all__ = ["Builder", "FINALS", "MomentumClip", "Sampler", "Solver", "build_prog
            "get_solver", "list_solvers", "solver_names"]
 
 WARM_DOWN = 2.0  # a level may amplify its history at most this much more than on a uniform grid (measured)
+WARM_DOWN_SPAN = 4.0  # ... and its nodes and the step may span at most this much log-SNR (measured)
 # the families whose multistep levels warm down; the accelerated samplers keep their papers' start-up rules
 WARM_DOWN_FAMILIES = ("exponential-multistep", "unipc", "deis")
 
@@ -433,7 +434,9 @@ def warm_down(lam: np.ndarray, start: int, levels, kappa: float = WARM_DOWN) -> 
     """The levels (history values used) of the steps ``start..N-1`` on a grid of log-SNRs ``lam``, at most
     ``levels``: for the step from node g the largest j whose interpolation nodes lam_g, lam_{g-1}, ..., lam_{g-j},
     extrapolated over the step to lam_{g+1}, amplify errors at most ``kappa`` times as much as uniform nodes do
-    (2^{j+1} - 1); steps to sigma = 0 keep theirs.
+    (2^{j+1} - 1) and span at most ``WARM_DOWN_SPAN`` in log-SNR (lam_{g+1} - lam_{g-j} <= 4: along a trajectory D
+    saturates in lam over a few units, and a polynomial through nodes farther apart extrapolates it badly); steps to
+    sigma = 0 keep theirs.
 
     On a log-SNR grid every level passes; where a step is much longer than the ones before (the last step of a
     time-uniform grid that ends at a small sigma: h = 2.9 after 0.67) the high-order extrapolation is what blew up
@@ -445,7 +448,7 @@ def warm_down(lam: np.ndarray, start: int, levels, kappa: float = WARM_DOWN) -> 
     finite = np.isfinite(h)
     out = np.where(finite, 0, levels)
     for j in range(1, int(levels.max(initial=0)) + 1):
-        rows = np.flatnonzero(finite & (levels >= j))
+        rows = np.flatnonzero(finite & (levels >= j) & (lam[g + 1] - lam[np.maximum(g - j, 0)] <= WARM_DOWN_SPAN))
         nodes = (lam[g[rows, None] - np.arange(j + 1)] - lam[g[rows, None]]) / h[rows, None]
         out[rows[extrapolation_growth(nodes, 1.0) <= kappa * (2 ** (j + 1) - 1)]] = j
     return out
