@@ -202,6 +202,15 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             bad += (vals[i, j] - vals[i, j]) != 0
         return bad
 
+    def subtract4(ll, aux, m, s, k, a0, a1, a2, a3):
+        """ll[k + q] = aux[m, s, k + q] - a_q for the four components k..k+3 (a diagonal distance sweep's result)."""
+        ll[k] = aux[m, s, k] - a0
+        ll[k + 1] = aux[m, s, k + 1] - a1
+        ll[k + 2] = aux[m, s, k + 2] - a2
+        ll[k + 3] = aux[m, s, k + 3] - a3
+
+    subtract4_d = fast(subtract4)
+
     def log_lik_iso(u, i, tab, aux, m, s, ll):
         """ll[k] = log w_k - 0.5 sum_j [(u_j - a m_kj)^2 / var_k + log(2 pi var_k)], isotropic components."""
         K = ll.shape[0]
@@ -255,10 +264,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 a1 += e1 * e1 * tab[m, s, 1, k + 1, j]
                 a2 += e2 * e2 * tab[m, s, 1, k + 2, j]
                 a3 += e3 * e3 * tab[m, s, 1, k + 3, j]
-            ll[k] = aux[m, s, k] - a0
-            ll[k + 1] = aux[m, s, k + 1] - a1
-            ll[k + 2] = aux[m, s, k + 2] - a2
-            ll[k + 3] = aux[m, s, k + 3] - a3
+            subtract4_d(ll, aux, m, s, k, a0, a1, a2, a3)
             k += 4
         while k < K:
             acc = aux[m, s, k] - aux[m, s, k]
@@ -493,14 +499,8 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
                 b1 += (y - t1) * (y - t1) * w1
                 b2 += (y - t2) * (y - t2) * w2
                 b3 += (y - t3) * (y - t3) * w3
-            ll[k] = aux[m, s, k] - a0
-            ll[k + 1] = aux[m, s, k + 1] - a1
-            ll[k + 2] = aux[m, s, k + 2] - a2
-            ll[k + 3] = aux[m, s, k + 3] - a3
-            ll2[k] = aux[m, s, k] - b0
-            ll2[k + 1] = aux[m, s, k + 1] - b1
-            ll2[k + 2] = aux[m, s, k + 2] - b2
-            ll2[k + 3] = aux[m, s, k + 3] - b3
+            subtract4_d(ll, aux, m, s, k, a0, a1, a2, a3)
+            subtract4_d(ll2, aux, m, s, k, b0, b1, b2, b3)
             k += 4
         while k < K:
             a = aux[m, s, k] - aux[m, s, k]
