@@ -420,14 +420,7 @@ def extrapolation_growth(nodes, at: float) -> np.ndarray:
     independent node sets) at the point ``at``: how much the interpolating polynomial can amplify errors in the
     values it extrapolates."""
     nodes = np.asarray(nodes, dtype=np.float64)
-    total = np.zeros(nodes.shape[:-1])
-    for i in range(nodes.shape[-1]):
-        term = np.ones(nodes.shape[:-1])
-        for m in range(nodes.shape[-1]):
-            if m != i:
-                term = term * (at - nodes[..., m]) / (nodes[..., i] - nodes[..., m])
-        total += np.abs(term)
-    return total
+    return np.abs(_lagrange(nodes, np.full(nodes.shape[:-1] + (1,), float(at)))[..., 0]).sum(axis=-1)
 
 
 def warm_down(lam: np.ndarray, start: int, levels, kappa: float = WARM_DOWN) -> np.ndarray:
@@ -584,11 +577,15 @@ def _gauss01(n: int):
 
 
 def _lagrange(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The Lagrange basis l_i(x) on ``nodes`` (rows) at the points ``x`` (columns), in product form."""
-    out = np.ones((nodes.size, x.size))
-    for i in range(nodes.size):
-        others = np.delete(nodes, i)
-        out[i] = np.prod((x[:, None] - others) / (nodes[i] - others), axis=1)
+    """The Lagrange basis l_i(x) on ``nodes`` (..., J) at the points ``x`` (..., P), in product form: shape
+    (..., J, P) (leading axes broadcast: independent node sets)."""
+    nodes, x = np.asarray(nodes, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    J = nodes.shape[-1]
+    out = np.ones(np.broadcast_shapes(nodes.shape[:-1], x.shape[:-1]) + (J, x.shape[-1]))
+    for i in range(J):
+        for m in range(J):
+            if m != i:
+                out[..., i, :] *= (x - nodes[..., m, None]) / (nodes[..., i, None] - nodes[..., m, None])
     return out
 
 
