@@ -239,7 +239,8 @@ def time_grid(schedule: Schedule, steps: int, spacing="logsnr", *, t_max: float 
     if not t_max > t_min:
         raise DiffsolveError(f"need t_max > t_min, got t_max={t_max}, t_min={t_min}")
     if not isinstance(to_zero, (bool, np.bool_)):
-        raise DiffsolveError(f"to_zero must be True or False, got {type(to_zero).__name__} {_plain(to_zero)}")
+        raise DiffsolveError(f"to_zero must be True or False, got {type(to_zero).__name__} {_plain(to_zero)}; pass "
+                             "to_zero=True to end the grid with a step to sigma = 0, or leave it out")
     if to_zero:
         t_zero = _clean_end(schedule, t_min)
         if steps == 1:
