@@ -273,7 +273,8 @@ def test_matches_diffusers_unipc(peer, k, bh, predict_x0):
     final_sigmas_type="sigma_min") on its 10 linspace timesteps, both fed the same model outputs at their own states.
     float64 (diffusers' float32 sigmas recomputed in float64 from its alphas_cumprod): equal to 1e-11.  float32 as
     shipped: our error and the difference stay within 3x diffusers' own float32 rounding error (against the float64
-    run; up to 4e-5 relative at the last step of order 3, below 1e-5 before)."""
+    run; up to 4e-5 relative at the last step of order 3); before the two last steps ours is within 1e-5 of the
+    float64 run, and of diffusers' float32 run unless diffusers' own error there is larger."""
     torch = peer[0]
     theirs, ours = _pair(peer, k, bh, predict_x0)
     schedule = ours().schedule
@@ -289,7 +290,11 @@ def test_matches_diffusers_unipc(peer, k, bh, predict_x0):
     assert _rel(ou64, th64) < 1e-11
     own = max(_rel(th32, ou64), 1e-6)  # diffusers' float32 rounding error
     assert _rel(ou32, ou64) <= 3 * own and _rel(ou32, th32) <= 3 * own, (_rel(ou32, th32), _rel(ou32, ou64), own)
-    assert _rel(ou32[:-2], th32[:-2]) < 1e-5  # before the two long last steps (timesteps 200 -> 100 -> 0)
+    early = slice(None, -2)  # before the two long last steps (timesteps 200 -> 100 -> 0)
+    assert _rel(ou32[early], ou64[early]) < 1e-5
+    # the gap to diffusers there: below 1e-5, or below diffusers' own error where that is larger (its float32
+    # rounding depends on the CPU torch runs on: 1.5e-5 for order 3 eps on an AMD EPYC guest)
+    assert _rel(ou32[early], th32[early]) < max(1e-5, _rel(th32[early], ou64[early]))
 
 
 @pytest.mark.peer
