@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import DiffsolveError
 
-__all__ = ["PREDICTIONS", "Conversion", "coefficients", "conversion", "convert", "check_prediction"]
+__all__ = ["PREDICTIONS", "Conversion", "coefficients", "conversion", "conversions", "convert", "check_prediction"]
 
 
 def _data(a, s, da, ds):
@@ -82,12 +82,12 @@ class Conversion(NamedTuple):
         """``value`` (type ``frm``) at state ``x`` as type ``to``."""
         return value if self.identity else self.tx * x + self.td * ((value - self.fx * x) / self.fd)
 
-    def in_dtype(self, dtype) -> tuple:
-        """(fx, fd, tx, td) as scalars of ``dtype``, for the compiled kernels: a float32 state then converts in
-        float32, as :meth:`apply` does with NumPy (float64 scalars would promote every element to float64 and
-        back, at half the vector width)."""
+    def typed(self, dtype) -> "Conversion":
+        """This conversion with (fx, fd, tx, td) as scalars of ``dtype``, for the compiled kernels: a float32 state
+        then converts in float32, as :meth:`apply` does with NumPy (float64 scalars would promote every element
+        to float64 and back, at half the vector width)."""
         c = np.dtype(dtype).type
-        return c(self.fx), c(self.fd), c(self.tx), c(self.td)
+        return Conversion(c(self.fx), c(self.fd), c(self.tx), c(self.td), self.identity)
 
 
 IDENTITY = Conversion(0.0, 1.0, 0.0, 1.0, True)
@@ -96,21 +96,33 @@ IDENTITY = Conversion(0.0, 1.0, 0.0, 1.0, True)
 def conversion(schedule, t: float, frm: str, to: str) -> Conversion:
     """The :class:`Conversion` of a ``frm`` prediction into ``to`` at time ``t``; raises where a
     parameterisation is singular (c_D = 0, or a non-finite coefficient)."""
+    return conversions(schedule, np.asarray([t], dtype=np.float64), frm, to)[0]
+
+
+def conversions(schedule, t, frm: str, to: str) -> list:
+    """:func:`conversion` at every time of the array ``t`` (flattened, in order), the schedule evaluated once
+    over the array: a run converts at every stage of every step, and one evaluation per time is most of the
+    cost of building a :class:`~diffsolve.stepper.Stepper`."""
     check_prediction(frm)
     check_prediction(to)
+    t = np.asarray(t, dtype=np.float64).ravel()
     if frm == to:
-        return IDENTITY
+        return [IDENTITY] * t.size
     fx, fd = coefficients(frm, schedule, t)
     tx, td = coefficients(to, schedule, t)
-    for name, c in ((frm, fd), (frm, fx), (to, tx), (to, td)):
-        if not np.all(np.isfinite(c)) or (c is fd and np.any(c == 0)):
-            raise DiffsolveError(
-                f"cannot convert a {frm!r} prediction to {to!r} at t = {float(t)!r} (alpha = "
-                f"{float(schedule.alpha(t)):.3g}, sigma = {float(schedule.sigma(t)):.3g}): "
-                f"the {name!r} parameterisation is singular there; use a 'data', 'v' or 'flow' model at alpha = 0, "
-                "or stop the grid before sigma = 0"
-            )
-    return Conversion(float(fx), float(fd), float(tx), float(td), False)
+    coef = np.stack(np.broadcast_arrays(fx, fd, tx, td, t)[:4]).reshape(4, t.size)
+    bad = ~np.isfinite(coef)
+    bad[1] |= coef[1] == 0  # c_D = 0: singular
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(axis=0))[0])
+        name = frm if bad[0, i] or bad[1, i] else to
+        raise DiffsolveError(
+            f"cannot convert a {frm!r} prediction to {to!r} at t = {float(t[i])!r} (alpha = "
+            f"{float(schedule.alpha(t[i])):.3g}, sigma = {float(schedule.sigma(t[i])):.3g}): "
+            f"the {name!r} parameterisation is singular there; use a 'data', 'v' or 'flow' model at alpha = 0, "
+            "or stop the grid before sigma = 0"
+        )
+    return [Conversion(a, b, c, d, False) for a, b, c, d in coef.T.tolist()]
 
 
 def convert(value, x, t, schedule, frm: str, to: str):

@@ -31,7 +31,7 @@ from .grids import validate_grid
 from .kernels import plan
 from .models import check_output_type
 from .noise.normals import split_seed
-from .predictions import check_prediction, conversion
+from .predictions import check_prediction, conversion, conversions
 from .program import Program, Segment
 from .schedules import Schedule
 from .solvers import Solver, get_solver
@@ -171,52 +171,72 @@ def where(call: Call, state: RunState) -> _Where:
 
 
 class _Table:
-    """The running state of one table segment: its rows (host and engine side), slot stack, conversions."""
+    """The running state of one table segment: its rows (host and engine side), slot stack, conversions, and per
+    step the stage plan (:class:`_Stage`), resolved once so that a step does no indexing of its own."""
 
-    def __init__(self, state, segment):
+    def __init__(self, state, segment, first):
         table, eng = segment.table, state.engine
-        self.rows = plan.segment_rows(segment, state.dtype)
+        self.rows = plan.segment_rows(segment, state.dtype, last_in_place=eng.last_in_place)
         self.bound = eng.bind(self.rows)
-        self.tau, self.steps, self.stages, self.history = table.tau, table.steps, table.stages, table.history
-        self.V = eng.zeros((max(table.stages + table.history, 1),) + state.flat, state.dtype)
-        self.convs = [[state.conversion(table.tau[m, s], state.run.prediction) for s in range(table.stages)]
-                      for m in range(table.steps)]
+        self.steps, self.history = table.steps, table.history
+        self.V = eng.zeros((self.rows.slots,) + state.flat, state.dtype)
         # rows that are u = x exactly (usually stage 0): the state itself is the model input, no pass needed
         S = table.stages
         r = np.arange(S + 1)
         lower = r[None, :, None] > np.arange(S)[None, None, :]  # B[m, r, s] is used for s < r only
-        self.ident = ((table.A == 1.0) & ~np.any((table.B != 0) & lower, axis=2)
-                      & ~np.any(table.E != 0, axis=2) & ~np.any(table.C != 0, axis=2))
+        ident = ((table.A == 1.0) & ~np.any((table.B != 0) & lower, axis=2)
+                 & ~np.any(table.E != 0, axis=2) & ~np.any(table.C != 0, axis=2))
+        self.combine_first = [not bool(ident[m, 0]) for m in range(table.steps)]
+        X, U = state.X, state.U
+        convs = iter(conversions(state.run.schedule, table.tau, state.native, state.run.prediction))
+        self.stages = []
+        for m in range(table.steps):
+            u, row = (U if self.combine_first[m] else X), []
+            for s in range(S):
+                r = s + 1
+                convert_only = r < S and bool(ident[m, r])
+                nxt = X if convert_only or r == S else U
+                conv = eng.bind_conversion(next(convs), state.dtype)
+                row.append(_Stage(Call(u, float(table.tau[m, s]), first + m, s, S), int(self.rows.fslot[m, s]),
+                                  conv, r, convert_only, nxt))
+                u = nxt
+            self.stages.append(row)
+
+
+class _Stage(NamedTuple):
+    """One model call of a table step: the call, the slot its converted output goes to, the conversion, the row
+    formed next (``r``: the next stage input, or the step output at r = stages) into ``out``, or (``convert_only``)
+    none where that input is the state itself."""
+
+    call: Call
+    slot: int
+    conv: object
+    r: int
+    convert_only: bool
+    out: object
 
 
 def drive_table(segment: Segment, state: RunState, first: int):
     """The driver of a table segment: one call per stage; the rows formed by the engine."""
-    seg, eng, X, U = _Table(state, segment), state.engine, state.X, state.U
+    seg, eng, X, U = _Table(state, segment, first), state.engine, state.X, state.U
     state.cache.clear()  # a table changes the state: nothing a previous segment left about it stays valid
-    S = seg.stages
     for m, h in enumerate(state.history[: seg.history]):  # shapes checked by the Stepper; a table that reads
         h, _ = eng.to_engine(h, f"history[{m}]")              # fewer (a denoising step) takes the newest ones
-        eng.copy_in(seg.V[S + m], h.reshape(state.flat))
+        eng.copy_in(seg.V[seg.rows.hslot[0, m]], h.reshape(state.flat))
     state.history = []
+    V, bound, keys = seg.V, seg.bound, state.keys
     for m in range(seg.steps):
         step = state.noise_step(first + m)
-        if seg.ident[m, 0]:
-            u = X
-        else:
-            eng.combine(U, X, seg.V, seg.bound, m, 0, state.keys, step)
-            u = U
-        for s in range(S):
-            call = Call(u, float(seg.tau[m, s]), first + m, s, S)
+        if seg.combine_first[m]:
+            eng.combine(U, X, V, bound, m, 0, keys, step)
+        for call, slot, conv, r, convert_only, out in seg.stages[m]:
             vals = yield call
-            slot, conv, r = int(seg.rows.fslot[m, s]), seg.convs[m][s], s + 1
-            if r < S and seg.ident[m, r]:
-                bad = eng.convert(seg.V, slot, vals, u, conv)
-                nxt = X
+            if convert_only:
+                bad = eng.convert(V, slot, vals, call.u, conv)
             else:
-                nxt = U if r < S else X
-                bad = eng.advance(seg.V, slot, vals, u, conv, nxt, X, seg.bound, m, r, state.keys, step)
-            check_finite(bad, call, state)
-            u = nxt
+                bad = eng.advance(V, slot, vals, call.u, conv, out, X, bound, m, r, keys, step)
+            if bad:
+                check_finite(bad, call, state)
 
 
 DRIVERS: dict[type, Callable] = {Segment: drive_table}  # segment kind -> its driver (Langevin kinds add theirs)
@@ -364,18 +384,20 @@ class Stepper:
     def step(self, model_output, log_density=None) -> None:
         """Consume the model's output at (x_model, t_model) and advance to the next model call.  Where
         ``needs_energy``, also pass ``log_density``: log p_t(x_model) per sample, shape (n,)."""
-        self._check_not_done()
         call, eng = self._call, self._engine
+        if call is None:
+            self._check_not_done()
         at = where(call, self._state)
         check_output_type(model_output, at)
-        vals, _ = eng.to_engine(model_output, at.of("the model output"))
+        vals = eng.array(model_output, at.of("the model output"))
         if tuple(vals.shape) != self.shape:
             raise ModelOutputError(f"the model returned shape {tuple(vals.shape)} {at} for an input of shape "
                                    f"{self.shape}; it must return an array of the same shape as x")
-        if np.dtype(vals.dtype).kind != "f":
+        if vals.dtype.kind != "f":
             raise ModelOutputError(f"the model returned dtype {vals.dtype} {at}; return floating-point values "
                                    "(float32 or float64)")
-        vals = vals.reshape(self._state.flat)
+        if len(self.shape) > 2:
+            vals = vals.reshape(self._state.flat)
         if call.energy:
             vals = (vals, self._log_density(log_density, at))
         elif log_density is not None:

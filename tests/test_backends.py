@@ -112,16 +112,53 @@ def test_clipped_momentum_matches_numpy(path):
     assert np.max(np.abs(unclipped - ref)) > 1e-3 * np.max(np.abs(ref))
 
 
+@pytest.mark.parametrize("keep", [1, 2], ids=["keep-middle", "keep-last"])
 @pytest.mark.parametrize("prediction", ["data", "eps"])
-def test_synthetic_tableau_both_paths_match_numpy(prediction):
-    """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1: the general tableau form
+def test_synthetic_tableau_both_paths_match_numpy(prediction, keep):
+    """S = 3 stages, M = 2 history values (given), Q = 2 sparse draws, keep = 1 or the last stage (whose output
+    the CPU Stepper path stores in place of the oldest history value): the general tableau form
     (docs/tableau.md)."""
-    table = synthetic_table()
+    table = synthetic_table(keep=keep)
     x0 = _x0(TGT, n=24)
     hist = [0.1 * _x0(TGT, n=24, seed=s) for s in (5, 6)]
-    for model in (ModelAdapter(TGT, VP, prediction), ModelAdapter(_eps_model(TGT), VP, prediction, "eps")):
-        kw = dict(seed=11, sample_offset=100, history=hist)
-        _close(run_on("cpu", table, model, x0, **kw), run_on("numpy", table, model, x0, **kw))
+    kw = dict(seed=11, sample_offset=100, history=hist)
+    fused = ModelAdapter(TGT, VP, prediction)
+    _close(run_on("cpu", table, fused, x0, **kw), run_on("numpy", table, fused, x0, **kw))
+    generic = ModelAdapter(_eps_model(TGT), VP, prediction, "eps")
+    np.testing.assert_array_equal(run_on("cpu", table, generic, x0, **kw), run_on("numpy", table, generic, x0, **kw))
+
+
+@pytest.mark.parametrize("last_in_place", [False, True])
+@pytest.mark.parametrize("steps,stages,history,keep", [(5, 3, 2, 1), (5, 3, 2, 2), (5, 1, 1, 0), (4, 2, 0, 1),
+                                                       (4, 2, 3, 0), (4, 3, 1, 2), (3, 1, 0, 0)])
+def test_slot_plan_keeps_every_value_until_it_is_read(steps, stages, history, keep, last_in_place):
+    """Replay a slot plan with labels: every stage output F_s is stored after the rows that read the values it
+    overwrites (the stage-s+1 row reads F_0..F_s and every H_m; in place, the output row reads all before F_{S-1}
+    is stored), and each step starts with H_0 = the previous step's F_keep, H_m = its H_{m-1}."""
+    from diffsolve.kernels.plan import slot_plan
+
+    fslot, hslot, final, slots = slot_plan(steps, stages, history, keep, last_in_place)
+    assert slots == stages + history - (1 if last_in_place else 0)
+    V = {int(hslot[0, m]): ("h", m) for m in range(history)}
+    want_h = [("h", m) for m in range(history)]
+
+    def intact(n, stored):  # the values the next row reads: F_0..F_{stored-1} and every H_m
+        labels = [V.get(int(fslot[n, q])) for q in range(stored)] + [V.get(int(k)) for k in hslot[n]]
+        return labels == [("f", n, q) for q in range(stored)] + want_h
+
+    for n in range(steps):
+        assert intact(n, 0)
+        for s in range(stages):
+            in_place = last_in_place and s == stages - 1
+            if in_place:
+                assert intact(n, s)  # the output row reads everything, then stores F_{S-1}
+            if fslot[n, s] >= 0 or not in_place:
+                assert 0 <= fslot[n, s] < slots
+                V[int(fslot[n, s])] = ("f", n, s)
+            if not in_place:
+                assert intact(n, s + 1)
+        want_h = ([("f", n, keep)] + want_h[:-1]) if history else []
+    assert [V.get(int(k)) for k in final] == want_h
 
 
 def test_two_segment_program_runs_like_its_segments_in_turn():

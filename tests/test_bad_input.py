@@ -622,6 +622,26 @@ def test_convert_at_alpha_zero_is_fine_for_data_v_flow(frm):
     np.testing.assert_allclose(convert(out, x, 1.0, flow, frm, "data"), expected, rtol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["vp-linear", "vp-cosine", "discrete", "edm", "flow"])
+def test_conversions_over_an_array_are_the_scalar_ones(name):
+    """``conversions`` (one schedule evaluation for a whole run's stage times) gives every time the bits of the
+    coefficients evaluated at that time alone, and raises at the first singular time, naming it."""
+    from diffsolve.predictions import coefficients, conversions
+
+    sch = ds.get_schedule(name)
+    grid = np.asarray(ds.time_grid(sch, 20, "logsnr"))[:-1]
+    times = np.stack([grid, 0.5 * (grid + np.append(grid[1:], 0.0))], axis=1)  # (steps, stages), like a table
+    for frm, to in [("eps", "data"), ("v", "eps"), ("flow", "score"), ("data", "v")]:
+        convs = conversions(sch, times, frm, to)
+        assert len(convs) == times.size
+        for t, c in zip(times.ravel(), convs):
+            want = (*coefficients(frm, sch, float(t)), *coefficients(to, sch, float(t)))
+            assert c[:4] == tuple(float(v) for v in want) and not c.identity
+    flow = ds.get_schedule("flow")
+    with np.errstate(all="ignore"), pytest.raises(DiffsolveError, match=_re("prediction to 'data' at t = 1.0")):
+        conversions(flow, np.array([0.5, 1.0, 0.0]), "eps", "data")
+
+
 def test_sample_eps_model_from_alpha_zero_raises(tmp_path):
     flow = ds.get_schedule("flow")
     with np.errstate(all="ignore"), pytest.raises(DiffsolveError, match=_re("cannot convert a 'eps' prediction",

@@ -170,6 +170,28 @@ def test_stepper_step_refuses_bad_model_outputs(out, fragment, backend):
     _expect_error(lambda: st.step(out), fragment)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_stepper_takes_torch_outputs_as_they_come(backend):
+    """Model outputs that require grad (a model called without torch.no_grad) are read, not refused; a tensor on
+    another device gets an error naming the fix; a non-contiguous NumPy output gives the contiguous one's bits."""
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(0).standard_normal((2, 3))
+    ref = ds.Stepper("dpmpp-2m", VP, GRID, x_init=x0, backend=backend)
+    st = ds.Stepper("dpmpp-2m", VP, GRID, x_init=torch.tensor(x0), backend=backend)
+    wide = ds.Stepper("dpmpp-2m", VP, GRID, x_init=x0, backend=backend)
+    w = torch.nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+    while not st.done:
+        out = w * st.x_model
+        assert out.requires_grad
+        st.step(out)
+        ref.step(0.3 * ref.x_model)
+        wide.step(np.asfortranarray(np.repeat(0.3 * wide.x_model, 2, axis=1))[:, ::2])
+    np.testing.assert_array_equal(st.x.numpy(), ref.x)
+    np.testing.assert_array_equal(wide.x, ref.x)
+    st = ds.Stepper("ddim", VP, GRID, x_init=torch.zeros((2, 3)), backend=backend)
+    _expect_error(lambda: st.step(torch.zeros((2, 3), device="meta")), "tensor.cpu()")
+
+
 def test_stepper_after_done_and_log_density_misuse():
     st = ds.Stepper("ddim", VP, GRID[:2], x_init=np.zeros((2, 3)))
     _expect_error(lambda: st.step(np.zeros((2, 3)), log_density=np.zeros(2)), "log_density")

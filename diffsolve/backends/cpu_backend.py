@@ -14,6 +14,8 @@ count (``numba.set_num_threads``) or on how the batch is split (``sample_offset`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..kernels import cpu as kernels
@@ -26,6 +28,7 @@ __all__ = ["CpuEngine", "SPAN"]
 SPAN = 4096  # rows longer than this are split into pieces (parallel work items)
 
 
+@functools.lru_cache(maxsize=None)
 def _pieces(d: int) -> int:
     """Pieces per row: row length d / pieces even, near SPAN, dividing d."""
     if d <= SPAN:
@@ -42,14 +45,32 @@ class CpuEngine(HostEngine):
     coordinate in its sample."""
 
     name = "cpu"
+    last_in_place = True
+
+    def __init__(self):
+        self._views = {}  # id(buffer) -> (buffer, its pieces view), for the buffers of the current segment
+
+    def bind(self, rows):
+        self._views.clear()  # a new segment: new slot stack; the state buffers are cached again on first use
+        return rows
+
+    def _pieced(self, arr, p):
+        """A state-sized buffer of the run (state, stage input, slot stack) as pieces, ``(..., n, d)`` viewed as
+        ``(..., n p, d / p)``: the view is made once per buffer (a reshape costs a few tenths of a microsecond, a
+        tenth of a small step's whole time); model outputs, new at every call, are reshaped directly."""
+        hit = self._views.get(id(arr))
+        if hit is not None and hit[0] is arr:
+            return hit[1]
+        view = arr.reshape(arr.shape[:-2] + (arr.shape[-2] * p, arr.shape[-1] // p))
+        self._views[id(arr)] = (arr, view)
+        return view
 
     def combine(self, out, x, V, rows, m, r, keys, step):
         n, d = x.shape
         p = _pieces(d)
         kernels.loops(x.size).combine(
-            out.reshape(n * p, d // p), x.reshape(n * p, d // p), V.reshape(V.shape[0], n * p, d // p),
-            rows.A, rows.B, rows.E, rows.C, m, r, rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step,
-            out is x)
+            self._pieced(out, p), self._pieced(x, p), self._pieced(V, p), rows.A, rows.B, rows.E, rows.C, m, r,
+            rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step, out is x)
         if r == rows.A.shape[1] - 1:
             self.correct(out, V, rows, m)
 
@@ -62,25 +83,37 @@ class CpuEngine(HostEngine):
             events += getattr(loops, kernels.CORRECTIONS[kernel])(out, V, m, rows.fslot, rows.hslot, *arrays)
         return events
 
+    def bind_conversion(self, conv, dtype):
+        return conv.typed(dtype)
+
     def convert(self, V, slot, vals, u, conv):
         n, d = u.shape
         p = _pieces(d)
         return kernels.loops(u.size).convert(
-            V.reshape(V.shape[0], n * p, d // p), slot, vals.reshape(n * p, d // p), u.reshape(n * p, d // p),
-            *conv.in_dtype(u.dtype), conv.identity)
+            self._pieced(V, p), slot, vals.reshape(n * p, d // p), self._pieced(u, p), conv.fx, conv.fd, conv.tx, conv.td, conv.identity)
 
     def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step):
         """``convert`` then ``combine`` row by row in one pass: each row's converted model output is still in
-        cache when the combine reads it (corrections need whole rows: then two passes)."""
-        if r == rows.A.shape[1] - 1 and rows.corrections:
+        cache when the combine reads it (corrections need whole rows: then two passes).  The output row under
+        the slot plan ``last_in_place`` stores the stage output after the combine (:func:`kernels.advance_last`)."""
+        last = r == rows.A.shape[1] - 1
+        if last and rows.corrections:
             return super().advance(V, slot, vals, u, conv, out, x, rows, m, r, keys, step)
         n, d = x.shape
         p = _pieces(d)
-        piece = (n * p, d // p)
-        return kernels.loops(x.size).advance(
-            V.reshape(V.shape[0], *piece), slot, vals.reshape(piece), u.reshape(piece), *conv.in_dtype(u.dtype),
-            conv.identity, out.reshape(piece), x.reshape(piece), rows.A, rows.B, rows.E, rows.C, m, r,
-            rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step, out is x)
+        if p == 1:  # whole rows: no views
+            Vs, vs, us, outs, xs = V, vals, u, out, x
+        else:
+            Vs, vs, us, outs, xs = (self._pieced(V, p), vals.reshape(n * p, d // p), self._pieced(u, p),
+                                    self._pieced(out, p), self._pieced(x, p))
+        args = (Vs, vs, us, conv.fx, conv.fd, conv.tx, conv.td,
+                conv.identity, outs, xs, rows.A, rows.B, rows.E, rows.C, m)
+        if rows.last_in_place and last:
+            alias = (2 if u is x else 1) if out is x else 0
+            return kernels.advance_last(*args, rows.fslot, rows.hslot, keys.seed_lo, keys.seed_hi, keys.sidx, step,
+                                        alias)
+        return kernels.loops(x.size).advance(args[0], slot, *args[1:], r, rows.fslot, rows.hslot, keys.seed_lo,
+                                             keys.seed_hi, keys.sidx, step, out is x)
 
     def chain_ops(self):
         return _CHAIN_OPS

@@ -139,10 +139,13 @@ class CudaEngine(Engine):
                 kernels.CORRECTIONS[kernel][kernels.blocks_for(x.shape[0]), kernels.THREADS](
                     out, V, m, rows.fslot, rows.hslot, *arrays)
 
+    def bind_conversion(self, conv, dtype):
+        return conv.typed(dtype)
+
     def convert(self, V, slot, vals, u, conv):
         self._bad.copy_to_device(np.zeros(1, dtype=np.int64))
         kernels.convert_kernel[kernels.blocks_for(u.shape[0] * u.shape[1]), kernels.THREADS](
-            V, slot, vals, u, *conv.in_dtype(u.dtype), conv.identity, self._bad)
+            V, slot, vals, u, conv.fx, conv.fd, conv.tx, conv.td, conv.identity, self._bad)
         return int(self._bad.copy_to_host()[0])
 
     def fuses(self, target, program):

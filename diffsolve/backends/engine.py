@@ -6,6 +6,7 @@ device arrays on CUDA), and calls:
 
 * ``to_engine(obj, what)``: a user array (NumPy, torch, CUDA array) as an engine array plus the
   :class:`~diffsolve.backends.arrays.ArrayKind` results are handed back in (zero-copy where possible);
+  ``array(obj, what)`` the engine array alone (every model output: no kind object per step);
   ``empty``, ``zeros``, ``copy_in`` and ``to_host`` for the buffers;
 * ``keys(seed, sample_index)`` once per run and ``bind(rows)`` once per segment (``rows``: the segment's
   :class:`~diffsolve.kernels.plan.Rows`), for whatever the backend keeps on its side;
@@ -48,14 +49,24 @@ class Engine:
     """Base class of the backends' engines (see the module docstring)."""
 
     name = "engine"
+    last_in_place = False  # whether advance() takes the slot plan with the last stage's output in place
 
     def keys(self, seed, sample_index) -> Keys:
         seed_lo, seed_hi = split_seed(seed)
         return Keys(seed_lo, seed_hi, check_sample_index(sample_index))
 
+    def array(self, obj, what):
+        """``to_engine``'s engine array alone."""
+        return self.to_engine(obj, what)[0]
+
     def bind(self, rows):
         """The segment's rows as the backend uses them (host engines: unchanged)."""
         return rows
+
+    def bind_conversion(self, conv, dtype):
+        """A :class:`~diffsolve.predictions.Conversion` as this engine's ``convert``/``advance`` take it, for
+        states of ``dtype`` (here: unchanged; the compiled engines take it :meth:`~Conversion.typed`)."""
+        return conv
 
     def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step) -> int:
         bad = self.convert(V, slot, vals, u, conv)
@@ -87,14 +98,26 @@ class Engine:
 class HostEngine(Engine):
     """Engines whose arrays are NumPy arrays in host memory (numpy, cpu); torch CPU tensors are shared."""
 
+    def array(self, obj, what):
+        # the common cases first, in as few Python operations as possible: this runs once per model call, and a
+        # few tenths of a microsecond are a tenth of a small step
+        if type(obj) is np.ndarray:
+            return obj if obj.dtype != np.float16 else obj.astype(np.float32)
+        if not type(obj).__module__.startswith("torch"):
+            return widen_half(np.asarray(obj), None)
+        if not obj.is_cpu:
+            raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend {self.name!r} needs CPU "
+                                 "tensors (use backend='cuda' for CUDA tensors, or tensor.cpu())")
+        try:
+            arr = obj.numpy()
+        except (RuntimeError, TypeError):  # it requires grad, or is bfloat16 (which NumPy lacks)
+            arr = widen_half(obj.detach(), torch_module(obj)).numpy()
+        return arr if arr.dtype != np.float16 else arr.astype(np.float32)
+
     def to_engine(self, obj, what):
+        arr = self.array(obj, what)
         torch = torch_module(obj)
-        if torch is not None:
-            if obj.device.type != "cpu":
-                raise DiffsolveError(f"{what} is a torch tensor on {obj.device}; backend {self.name!r} needs CPU "
-                                     "tensors (use backend='cuda' for CUDA tensors, or tensor.cpu())")
-            return widen_half(obj, torch).detach().numpy(), TorchKind(torch, obj.device)
-        return widen_half(np.asarray(obj), None), NUMPY
+        return arr, (TorchKind(torch, obj.device) if torch is not None else NUMPY)
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)

@@ -49,6 +49,7 @@ FUSED_FASTMATH = {"reassoc", "contract", "nsz"}
 _k = make_kernels(numba.njit(inline="always"), decorate_scalar=numba.njit(fastmath=False))
 combine_span = _k.combine_span
 convert_span = _k.convert_span
+advance_span = _k.advance_span
 clip_add = _k.clip_add
 combine_row = _k.combine_row
 mala_propose, mala_accept, uld_refresh, uld_move, snr_move = (_k.mala_propose, _k.mala_accept, _k.uld_refresh,
@@ -180,6 +181,32 @@ _PARALLEL = Loops(*_build(SOURCE_STAMP, True))
 _SERIAL = Loops(*_build(SOURCE_STAMP, False))
 
 
+def _advance_last_kernel(stamp):
+    """The output row of a step with the last stage's model output read straight from the model
+    (``advance_span``, slot plan ``last_in_place``) for rows lo..hi-1, with the scratch row ``T (1, 1, w)`` (the
+    signature of :func:`_on_threads`).  Serial, ``nogil`` and without NRT like :func:`fused_kernel`: an NRT
+    function keeps an atomic reference count per array argument of each inlined call, per row (about 2
+    microseconds of a 16384-element step); :func:`advance_last` runs it on threads."""
+
+    def advance_last(V, vals, u, fx, fd, tx, td, identity, out, x, A, B, E, C, m, fslot, hslot, seed_lo, seed_hi,
+                     sidx, step, alias, lo, hi, T):
+        if stamp == "":  # never true: makes the stamp a closure cell, hence part of the cache key
+            return 0
+        pieces = x.shape[0] // sidx.shape[0]
+        w = x.shape[1]
+        bad = 0
+        for t in range(lo, hi):
+            i = t // pieces
+            bad += advance_span(V, T, vals, u, out, x, t, (t - i * pieces) * w, fx, fd, tx, td, identity, A, B,
+                                E, C, m, fslot, hslot, seed_lo, seed_hi, sidx[i], step, alias)
+        return bad
+
+    return numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(advance_last)
+
+
+_advance_last = _advance_last_kernel(f"{SOURCE_STAMP}/advance-last")
+
+
 @functools.lru_cache(maxsize=None)
 def fused_kernel(iso: bool, clipped: bool):
     """The fused mixture kernel for one component form (``iso``), with or without the clipped momentum.
@@ -251,8 +278,8 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 def _on_threads(kernel, args, items: int, scratch: tuple, dtype):
     """``kernel(*args, lo, hi, *buffers)`` over items 0..items-1 split into ``numba.get_num_threads()``
-    contiguous chunks, run on as many threads (``buffers``: scratch vectors of the lengths ``scratch``, per
-    chunk)."""
+    contiguous chunks, run on as many threads (``buffers``: scratch arrays of the shapes ``scratch``, per
+    chunk).  Returns the chunks' results in order."""
     global _pool
     k = max(1, min(numba.get_num_threads(), items))
     ends = [items * j // k for j in range(k + 1)]
@@ -264,9 +291,27 @@ def _on_threads(kernel, args, items: int, scratch: tuple, dtype):
             pool = _pool
         jobs = [pool.submit(kernel, *args, ends[j], ends[j + 1], *(np.empty(n, dtype) for n in scratch))
                 for j in range(1, k)]
-    kernel(*args, ends[0], ends[1], *(np.empty(n, dtype) for n in scratch))
-    for job in jobs:
-        job.result()
+    first = kernel(*args, ends[0], ends[1], *(np.empty(n, dtype) for n in scratch))
+    return [first] + [job.result() for job in jobs]
+
+
+_scratch = threading.local()  # per thread: the scratch row of a one-chunk advance_last (the last shape)
+
+
+def advance_last(V, vals, u, fx, fd, tx, td, identity, out, x, A, B, E, C, m, fslot, hslot, seed_lo, seed_hi, sidx,
+                 step, alias) -> int:
+    """The output row of step m under the slot plan ``last_in_place`` for every row of ``x`` (rows: pieces of
+    samples, as in the batch loops), on ``numba.get_num_threads()`` threads from ``PARALLEL_MIN_SIZE`` elements
+    on; returns the number of non-finite model outputs."""
+    args = (V, vals, u, fx, fd, tx, td, identity, out, x, A, B, E, C, m, fslot, hslot, seed_lo, seed_hi, sidx, step,
+            alias)
+    rows, w = x.shape
+    if x.size >= PARALLEL_MIN_SIZE and numba.get_num_threads() > 1:
+        return sum(_on_threads(_advance_last, args, rows, ((1, 1, w),), x.dtype))
+    T = getattr(_scratch, "row", None)
+    if T is None or T.shape[2] != w or T.dtype != x.dtype:
+        T = _scratch.row = np.empty((1, 1, w), dtype=x.dtype)
+    return _advance_last(*args, 0, rows, T)
 
 
 def fused_gmm(X, history, A, B, E, C, fslot, hslot, KB, KE, bound, clipped, tab, aux, iso, seed_lo, seed_hi, sidx,

@@ -42,37 +42,58 @@ class Rows(NamedTuple):
     final_hslot: np.ndarray  # (M,) where H_1..H_M live after the last step
     corrections: tuple  # ((kernel name, parameter arrays), ...) applied after the output row, in order
     source: tuple  # the segment's Correction objects (the NumPy engine applies their reference)
+    slots: int  # the slot stack's length
+    last_in_place: bool  # the slot plan of slot_plan(..., last_in_place=True)
 
 
-def slot_plan(steps: int, stages: int, history: int, keep: int):
-    """Which slot of the stack ``V (S + M, n, d)`` holds ``F_s`` and ``H_m`` at every step.
+def slot_plan(steps: int, stages: int, history: int, keep: int, last_in_place: bool = False):
+    """Which slot of the stack ``V (slots, n, d)`` holds ``F_s`` and ``H_m`` at every step.
 
     Start: ``F_s`` in slot ``s``, ``H_m`` (m = 0 newest) in slot ``S + m``.  After a step the slot of
     ``F_keep`` becomes ``H_0``, the histories move down one, and the slot of the dropped oldest history is
-    reused for ``F_keep``: the history shift of the tableau (docs/tableau.md) without copying.  Returns ``(fslot (N, S),
-    hslot (N, M), final_hslot (M,))``.
+    reused for ``F_keep``: the history shift of the tableau (docs/tableau.md) without copying.
+
+    ``last_in_place``: for engines whose output row converts the last stage's model output, reads every term and
+    only then stores ``F_{S-1}`` (``advance_span`` of :mod:`diffsolve.kernels.scalar`).  ``F_{S-1}`` then takes
+    the slot of the oldest history value ``H_{M-1}`` of the same step when it is the kept stage, and no slot
+    (-1) when nothing reads it after the step (no history, or another stage kept); the other stages as above,
+    ``H_m`` starting in slot ``S - 1 + m``.  One slot fewer, and the step's traffic drops by one array stream:
+    the stored output lands on the lines just read.  Only for segments without corrections (they read the slots
+    after the output row).
+
+    Returns ``(fslot (N, S), hslot (N, M), final_hslot (M,), slots)``.
     """
-    fs = list(range(stages))
-    hs = list(range(stages, stages + history))
+    last = stages - 1 if last_in_place else None
+    fs = list(range(stages if last is None else last))
+    hs = list(range(len(fs), len(fs) + history))
     fslot = np.empty((steps, stages), dtype=np.int64)
     hslot = np.empty((steps, history), dtype=np.int64)
     for n in range(steps):
-        fslot[n], hslot[n] = fs, hs
+        hslot[n] = hs
+        if last is None:
+            fslot[n] = fs
+        else:
+            fslot[n] = fs + [hs[-1] if history and keep == last else -1]
         if history:
-            freed = hs[-1]
-            hs = [fs[keep]] + hs[:-1]
-            fs[keep] = freed
-    return fslot, hslot, np.asarray(hs, dtype=np.int64)
+            if keep == last:  # F_{S-1} overwrote H_{M-1}: it is H_0 now
+                hs = [hs[-1]] + hs[:-1]
+            else:
+                freed = hs[-1]
+                hs = [fs[keep]] + hs[:-1]
+                fs[keep] = freed
+    return fslot, hslot, np.asarray(hs, dtype=np.int64), len(fs) + history
 
 
-def segment_rows(segment: Segment, dtype) -> Rows:
-    """The segment's coefficients cast to ``dtype`` (the state's), its slot plan and its corrections."""
+def segment_rows(segment: Segment, dtype, last_in_place: bool = False) -> Rows:
+    """The segment's coefficients cast to ``dtype`` (the state's), its slot plan and its corrections
+    (``last_in_place``: that slot plan where the segment has no corrections, see :func:`slot_plan`)."""
     table = segment.table
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    fslot, hslot, final = slot_plan(table.steps, table.stages, table.history, table.keep)
+    in_place = bool(last_in_place and not segment.corrections)
+    fslot, hslot, final, slots = slot_plan(table.steps, table.stages, table.history, table.keep, in_place)
     corrections = tuple((c.kernel, c.arrays(dtype)) for c in segment.corrections)
     return Rows(cast(table.A), cast(table.B), cast(table.E), cast(table.C), fslot, hslot, final, corrections,
-                segment.corrections)
+                segment.corrections, slots, in_place)
 
 
 def fused_clip(rows: Rows):

@@ -106,45 +106,59 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
     combine_pair_d = decorate(combine_pair)
 
-    def combine_span(out, x, V, i, jlo, jhi, jkey, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step,
-                     inplace):
-        """``combine_pair`` for coordinates jlo..jhi-1 of row i, term by term: each term is one vector loop (the
-        CPU's and the fused kernels' form).  Row i may be a piece of a sample: its column 0 is the sample's
-        coordinate ``jkey`` (even) for the noise keys.  Every element sees the same operations in the same order
-        as in ``combine_pair``, so both give the same bits (a GPU compiler may contract a*b + c in either).
-        ``inplace`` says that ``out`` is ``x``: the first pass then reads and writes one array, which LLVM
-        vectorises (two names for one array defeat its overlap checks).
-        """
-        a = A[m, r]
+    def scale_span(out, x, i, jlo, jhi, a, inplace):
+        """out[i, j] = a x[i, j] for j = jlo..jhi-1 (the first term of a combine).  ``inplace`` says that ``out`` is
+        ``x``: the pass then reads and writes one array, which LLVM vectorises (two names for one array defeat its
+        overlap checks)."""
         if inplace:
             for j in range(jlo, jhi):
                 out[i, j] = a * out[i, j]
         else:
             for j in range(jlo, jhi):
                 out[i, j] = a * x[i, j]
+
+    def add_slot_span(out, i, V, sl, k, jlo, jhi, c):
+        """out[i, j] += c V[sl, k, j] for j = jlo..jhi-1 (one term of a combine: one vector loop)."""
+        for j in range(jlo, jhi):
+            out[i, j] += c * V[sl, k, j]
+
+    def add_noise_span(out, i, jlo, jhi, jkey, c, seed_lo, seed_hi, sidx, step, q):
+        """out[i, j] += c xi_j for j = jlo..jhi-1, xi the Philox normals of draw q (row i's column 0 is the
+        sample's coordinate ``jkey``, even: one generator call per coordinate pair)."""
+        kb = jkey // 2
+        for b in range(jlo // 2, jhi // 2):
+            z0, z1 = normal_pair(seed_lo, seed_hi, kb + b, sidx & 0xFFFFFFFF, step, q)
+            out[i, 2 * b] += c * z0
+            out[i, 2 * b + 1] += c * z1
+        if jhi % 2 == 1:
+            z0, z1 = normal_pair(seed_lo, seed_hi, kb + jhi // 2, sidx & 0xFFFFFFFF, step, q)
+            out[i, jhi - 1] += c * z0
+
+    scale_span_d, add_slot_span_d, add_noise_span_d = decorate(scale_span), decorate(add_slot_span), decorate(
+        add_noise_span)
+
+
+    def combine_span(out, x, V, i, jlo, jhi, jkey, A, B, E, C, m, r, fslot, hslot, seed_lo, seed_hi, sidx, step,
+                     inplace):
+        """``combine_pair`` for coordinates jlo..jhi-1 of row i, term by term: each term is one vector loop (the
+        CPU's and the fused kernels' form).  Row i may be a piece of a sample: its column 0 is the sample's
+        coordinate ``jkey`` (even) for the noise keys.  Every element sees the same operations in the same order
+        as in ``combine_pair``, so both give the same bits (a GPU compiler may contract a*b + c in either).
+        ``inplace``: ``out`` is ``x`` (``scale_span``).
+        """
+        scale_span_d(out, x, i, jlo, jhi, A[m, r], inplace)
         for s in range(r):
             c = B[m, r, s]
             if c != 0:
-                sl = fslot[m, s]
-                for j in range(jlo, jhi):
-                    out[i, j] += c * V[sl, i, j]
+                add_slot_span_d(out, i, V, fslot[m, s], i, jlo, jhi, c)
         for q in range(E.shape[2]):
             c = E[m, r, q]
             if c != 0:
-                sl = hslot[m, q]
-                for j in range(jlo, jhi):
-                    out[i, j] += c * V[sl, i, j]
-        kb = jkey // 2
+                add_slot_span_d(out, i, V, hslot[m, q], i, jlo, jhi, c)
         for q in range(C.shape[2]):
             c = C[m, r, q]
             if c != 0:
-                for b in range(jlo // 2, jhi // 2):
-                    z0, z1 = normal_pair(seed_lo, seed_hi, kb + b, sidx & 0xFFFFFFFF, step, q)
-                    out[i, 2 * b] += c * z0
-                    out[i, 2 * b + 1] += c * z1
-                if jhi % 2 == 1:
-                    z0, z1 = normal_pair(seed_lo, seed_hi, kb + jhi // 2, sidx & 0xFFFFFFFF, step, q)
-                    out[i, jhi - 1] += c * z0
+                add_noise_span_d(out, i, jlo, jhi, jkey, c, seed_lo, seed_hi, sidx, step, q)
 
     combine_span_d = decorate(combine_span)
 
@@ -186,21 +200,136 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
             out[i, j] += clip_term_d(V, i, j, KB, KE, m, fslot, hslot)
         return 0
 
+    def convert_value(v, w, fx, fd, tx, td):
+        """A model output v of type P = fx u + fd D at state value w, as type P' = tx u + td D."""
+        return tx * w + td * ((v - fx * w) / fd)
+
+    convert_value_d = decorate(convert_value)
+
+    def stage_value(v, w, fx, fd, tx, td, identity):
+        """``convert_value``, or v itself for the identity conversion (a loop-invariant test: LLVM unswitches
+        the loops that call this)."""
+        return v if identity else convert_value_d(v, w, fx, fd, tx, td)
+
+    stage_value_d = decorate(stage_value)
+
     def convert_span(V, slot, vals, u, i, jlo, jhi, fx, fd, tx, td, identity):
         """V[slot, i, j] = model output vals[i, j] of type P = fx u + fd D as type P' = tx u + td D, for
         j = jlo..jhi-1, with the operations of :func:`diffsolve.predictions.convert` (tx = 0, td = 1 gives D
         exactly).  Returns the number of non-finite model outputs (validation)."""
-        if identity:
-            for j in range(jlo, jhi):
-                V[slot, i, j] = vals[i, j]
-        else:
-            for j in range(jlo, jhi):
-                w = u[i, j]
-                V[slot, i, j] = tx * w + td * ((vals[i, j] - fx * w) / fd)
+        for j in range(jlo, jhi):
+            V[slot, i, j] = stage_value_d(vals[i, j], u[i, j], fx, fd, tx, td, identity)
         bad = 0
         for j in range(jlo, jhi):  # v - v is 0, or NaN for inf / NaN: an integer count that vectorises
             bad += (vals[i, j] - vals[i, j]) != 0
         return bad
+
+    def one_stage_row(out, D, k, vals, i, w, a, b, e, fx, fd, tx, td, identity, H, h, same):
+        """The in-place output row of a one-stage step in one loop: f = the converted model output, then
+        out[i, j] = a out[i, j] + b f + e H[h, i, j], f stored as D[k, 0, j] (the scratch row).  ``same``: D is
+        the slot stack and H_0 lives in its slot k, where f is stored as D[k, i, j]: each element of H_0 is read
+        just before it is overwritten (one index expression for both keeps the loop vectorisable).  ``e`` is 0
+        when there is no H_0 term.  Returns whether any model output was non-finite (a flag: an integer count
+        in the loop costs as much as the rest of it; :func:`count_nonfinite` counts)."""
+        bad = False
+        r = 0  # D's row (the scratch)
+        if same:
+            for j in range(w):
+                v = vals[i, j]
+                y = out[i, j]
+                f = stage_value_d(v, y, fx, fd, tx, td, identity)
+                g = D[k, i, j]
+                D[k, i, j] = f
+                out[i, j] = a * y + b * f + e * g
+                bad |= (v - v) != 0
+        elif e == 0:
+            for j in range(w):
+                v = vals[i, j]
+                y = out[i, j]
+                f = stage_value_d(v, y, fx, fd, tx, td, identity)
+                D[k, r, j] = f
+                out[i, j] = a * y + b * f
+                bad |= (v - v) != 0
+        else:
+            for j in range(w):
+                v = vals[i, j]
+                y = out[i, j]
+                f = stage_value_d(v, y, fx, fd, tx, td, identity)
+                D[k, r, j] = f
+                out[i, j] = a * y + b * f + e * H[h, i, j]
+                bad |= (v - v) != 0
+        return bad
+
+    one_stage_row_d = decorate(one_stage_row)
+
+    def count_nonfinite(vals, i, w):
+        """The number of NaN / inf values in vals[i, :w]."""
+        bad = 0
+        for j in range(w):
+            bad += (vals[i, j] - vals[i, j]) != 0
+        return bad
+
+    count_nonfinite_d = decorate(count_nonfinite)
+
+    def advance_span(V, T, vals, u, out, x, i, jkey, fx, fd, tx, td, identity, A, B, E, C, m, fslot, hslot,
+                     seed_lo, seed_hi, sidx, step, alias):
+        """The output row of step m for row i with the last stage's model output taken straight from ``vals``
+        and stored in slot ``fslot[m, S-1]`` after the row has read every term (not at all where that is -1:
+        nothing reads it after the step).  This is the slot plan of :func:`~diffsolve.kernels.plan.slot_plan`
+        with ``last_in_place``, where that slot is the oldest history value's: the store lands on cache lines
+        the row has just loaded (no separate stream, no read-for-ownership).  Same bits as ``convert_span`` then
+        ``combine_span``; returns the number of non-finite model outputs.
+
+        ``alias``: 0 if out, x and u are distinct, 1 if ``out`` is ``x``, 2 if ``u`` is ``x`` too.  A one-stage
+        row in place (alias 2: every multistep method) runs as one loop, the conversion, ``a x + b F_0 + e H_0``
+        and the store together (with one history value the loop reads H_0 and overwrites it in the same
+        iteration); otherwise the output is converted into the scratch row ``T[0, 0]`` and the terms follow one
+        loop each.
+        """
+        w = x.shape[1]
+        S = A.shape[1] - 1
+        M = E.shape[2]
+        a = A[m, S]
+        b = B[m, S, S - 1]
+        e = E[m, S, 0] if M > 0 else a - a
+        sl = fslot[m, S - 1]
+        bad = False
+        q0 = 0  # E terms from q0 on are left to one loop each
+        if S == 1 and alias == 2 and b != 0:
+            if M == 1 and e != 0 and sl == hslot[m, 0]:  # H_0 read, then overwritten by F_0, element by element
+                bad = one_stage_row_d(out, V, sl, vals, i, w, a, b, e, fx, fd, tx, td, identity, V, sl, True)
+                q0, sl = 1, -1
+            else:
+                if M > 0 and e != 0:
+                    q0 = 1
+                else:
+                    e = a - a
+                bad = one_stage_row_d(out, T, 0, vals, i, w, a, b, e, fx, fd, tx, td, identity, V,
+                                      hslot[m, 0] if M > 0 else 0, False)
+        else:
+            for j in range(w):
+                v = vals[i, j]
+                T[0, 0, j] = stage_value_d(v, u[i, j], fx, fd, tx, td, identity)
+                bad |= (v - v) != 0
+            scale_span_d(out, x, i, 0, w, a, alias > 0)
+            for s in range(S - 1):
+                c = B[m, S, s]
+                if c != 0:
+                    add_slot_span_d(out, i, V, fslot[m, s], i, 0, w, c)
+            if b != 0:
+                add_slot_span_d(out, i, T, 0, 0, 0, w, b)
+        for q in range(q0, M):
+            c = E[m, S, q]
+            if c != 0:
+                add_slot_span_d(out, i, V, hslot[m, q], i, 0, w, c)
+        for q in range(C.shape[2]):
+            c = C[m, S, q]
+            if c != 0:
+                add_noise_span_d(out, i, 0, w, jkey, c, seed_lo, seed_hi, sidx, step, q)
+        if sl >= 0:
+            for j in range(w):
+                V[sl, i, j] = T[0, 0, j]
+        return count_nonfinite_d(vals, i, w) if bad else 0
 
     def subtract4(ll, aux, m, s, k, a0, a1, a2, a3):
         """ll[k + q] = aux[m, s, k + q] - a_q for the four components k..k+3 (a diagonal distance sweep's result)."""
@@ -867,6 +996,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         combine_span=combine_span_d,
         combine_row=decorate(combine_row),
         convert_span=decorate(convert_span),
+        advance_span=decorate(advance_span),
         clip_add=decorate(clip_add),
         gmm_predict=gmm_predict_d,
         mala_propose=mala_propose_d,
