@@ -32,6 +32,17 @@ def record():
     return _record
 
 
+@pytest.fixture
+def record_seconds():
+    """record_seconds(group, name, seconds, baseline=False): a time measured by the benchmark itself (e.g. the
+    minima of two loops timed in alternation), printed with the ratios."""
+
+    def _record(group, name, seconds, baseline=False):
+        RESULTS.setdefault(group, {})[name] = (seconds, 0, baseline)
+
+    return _record
+
+
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return

@@ -7,6 +7,8 @@ and ``set_timesteps`` excluded).  The cases are importable (``benchmarks/gpu_sui
 ``*_case(x, out, ...)`` returns ``(setup, loop)``, ``loop(setup())`` running every step once.
 """
 
+import time
+
 import numba
 import pytest
 
@@ -83,7 +85,7 @@ def _bench(benchmark, case, group):
     setup, loop = case
     loop(setup())  # warm-up (compiles)
     benchmark.group = group
-    benchmark.pedantic(loop, setup=lambda: ((setup(),), {}), rounds=5)
+    benchmark.pedantic(loop, setup=lambda: ((setup(),), {}), rounds=25)  # many rounds: the min is robust to a noisy guest
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)
@@ -107,3 +109,30 @@ def test_diffusers_dpmpp_2m(benchmark, record, shape):
     group = f"stepper-{_ids(shape)}"
     _bench(benchmark, diffusers_case(torch.randn(*shape), torch.randn(*shape)), group)
     record(group, f"diffusers DPM++2M (x{STEPS})", benchmark, 0, baseline=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
+def test_stepper_and_diffusers_in_alternation(benchmark, record_seconds, shape):
+    """The Stepper and diffusers timed in alternation, round by round (25 rounds of each): both minima come from
+    the same stretch of time, which a guest whose speed drifts between runs needs for a fair ratio (the separate
+    tests above each see a different stretch)."""
+    pytest.importorskip("diffusers")
+    x, out = torch.randn(*shape), torch.randn(*shape)
+    cases = {f"diffsolve Stepper {SOLVER}": stepper_case(x, out), "diffusers DPM++2M": diffusers_case(x, out)}
+    times = {name: [] for name in cases}
+    for setup, loop in cases.values():
+        loop(setup())  # warm-up (compiles)
+
+    def one_round():
+        for name, (setup, loop) in cases.items():
+            state = setup()
+            start = time.perf_counter()
+            loop(state)
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.group = f"stepper-{_ids(shape)}-alternating"
+    benchmark.pedantic(one_round, rounds=25)
+    best = {name: min(ts) for name, ts in times.items()}
+    benchmark.extra_info.update({f"min {name} (s)": t for name, t in best.items()})
+    for name, t in best.items():
+        record_seconds(benchmark.group, f"{name} (x{STEPS}, alternating)", t, baseline=name.startswith("diffusers"))
