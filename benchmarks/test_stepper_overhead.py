@@ -85,7 +85,7 @@ def _bench(benchmark, case, group):
     setup, loop = case
     loop(setup())  # warm-up (compiles)
     benchmark.group = group
-    benchmark.pedantic(loop, setup=lambda: ((setup(),), {}), rounds=25)  # many rounds: the min is robust to a noisy guest
+    benchmark.pedantic(loop, setup=lambda: ((setup(),), {}), rounds=25)  # the min of many: robust to a noisy guest
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)

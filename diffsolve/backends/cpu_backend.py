@@ -90,7 +90,8 @@ class CpuEngine(HostEngine):
         n, d = u.shape
         p = _pieces(d)
         return kernels.loops(u.size).convert(
-            self._pieced(V, p), slot, vals.reshape(n * p, d // p), self._pieced(u, p), conv.fx, conv.fd, conv.tx, conv.td, conv.identity)
+            self._pieced(V, p), slot, vals.reshape(n * p, d // p), self._pieced(u, p), conv.fx, conv.fd, conv.tx,
+            conv.td, conv.identity)
 
     def advance(self, V, slot, vals, u, conv, out, x, rows, m, r, keys, step):
         """``convert`` then ``combine`` row by row in one pass: each row's converted model output is still in
