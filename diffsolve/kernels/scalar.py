@@ -8,9 +8,10 @@ GPU, the identity for plain Python) to every function here, callees included, li
 Array conventions (the same on every target):
 
 * a state is 2-D ``(n, d)``, addressed ``x[i, j]`` (sample ``i``, flattened coordinate ``j``);
-* ``V (S + M, n, d)`` is the slot stack of stage outputs ``F_s`` and history values ``H_m``; at step ``m``
-  ``F_s`` lives in slot ``fslot[m, s]`` and ``H_q`` in ``hslot[m, q]`` (:func:`~diffsolve.kernels.plan.slot_plan`),
-  so the history shift is a relabelling, not a copy;
+* ``V (slots, n, d)`` is the slot stack of stage outputs ``F_s`` and history values ``H_m`` (S + M slots, one
+  fewer under the in-place plan of ``advance_span``); at step ``m`` ``F_s`` lives in slot ``fslot[m, s]`` (-1:
+  not stored) and ``H_q`` in ``hslot[m, q]`` (:func:`~diffsolve.kernels.plan.slot_plan`), so the history shift
+  is a relabelling, not a copy;
 * coefficient arrays are the whole run's ``A (N, S+1)``, ``B (N, S+1, S)``, ``E (N, S+1, M)``,
   ``C (N, S+1, Q)`` indexed by ``(m, row)``: the functions never slice (slicing in a parallel loop costs an
   atomic reference count on a shared array);
