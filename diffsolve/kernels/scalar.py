@@ -214,16 +214,23 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
     stage_value_d = decorate(stage_value)
 
+    def count_nonfinite(vals, i, jlo, jhi):
+        """The number of NaN / inf values in vals[i, jlo:jhi] (v - v is 0, or NaN for inf / NaN: an integer count
+        that vectorises)."""
+        bad = 0
+        for j in range(jlo, jhi):
+            bad += (vals[i, j] - vals[i, j]) != 0
+        return bad
+
+    count_nonfinite_d = decorate(count_nonfinite)
+
     def convert_span(V, slot, vals, u, i, jlo, jhi, fx, fd, tx, td, identity):
         """V[slot, i, j] = model output vals[i, j] of type P = fx u + fd D as type P' = tx u + td D, for
         j = jlo..jhi-1, with the operations of :func:`diffsolve.predictions.convert` (tx = 0, td = 1 gives D
         exactly).  Returns the number of non-finite model outputs (validation)."""
         for j in range(jlo, jhi):
             V[slot, i, j] = stage_value_d(vals[i, j], u[i, j], fx, fd, tx, td, identity)
-        bad = 0
-        for j in range(jlo, jhi):  # v - v is 0, or NaN for inf / NaN: an integer count that vectorises
-            bad += (vals[i, j] - vals[i, j]) != 0
-        return bad
+        return count_nonfinite_d(vals, i, jlo, jhi)
 
     def one_stage_row(out, D, k, vals, i, w, a, b, e, fx, fd, tx, td, identity, H, h, same):
         """The in-place output row of a one-stage step in one loop: f = the converted model output, then
@@ -263,14 +270,6 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
 
     one_stage_row_d = decorate(one_stage_row)
 
-    def count_nonfinite(vals, i, w):
-        """The number of NaN / inf values in vals[i, :w]."""
-        bad = 0
-        for j in range(w):
-            bad += (vals[i, j] - vals[i, j]) != 0
-        return bad
-
-    count_nonfinite_d = decorate(count_nonfinite)
 
     def advance_span(V, T, vals, u, out, x, i, jkey, fx, fd, tx, td, identity, A, B, E, C, m, fslot, hslot,
                      seed_lo, seed_hi, sidx, step, alias):
@@ -330,7 +329,7 @@ def make_kernels(decorate, decorate_fast=None, decorate_scalar=None):
         if sl >= 0:
             for j in range(w):
                 V[sl, i, j] = T[0, 0, j]
-        return count_nonfinite_d(vals, i, w) if bad else 0
+        return count_nonfinite_d(vals, i, 0, w) if bad else 0
 
     def subtract4(ll, aux, m, s, k, a0, a1, a2, a3):
         """ll[k + q] = aux[m, s, k + q] - a_q for the four components k..k+3 (a diagonal distance sweep's result)."""
